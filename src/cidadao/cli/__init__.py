@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from cidadao.cli import admin, analyse, ingest, monitor  # noqa: F401  (register commands)
+from cidadao.cli import admin, alerts, analyse, api, ingest, monitor  # noqa: F401  (register commands)
 from cidadao.cli.app import app, err_console
 from cidadao.config import SettingsError
 from cidadao.store.db import NotMigratedError

@@ -1,0 +1,3 @@
+"""Commands: (to be filled)."""
+
+from cidadao.cli.app import app  # noqa: F401
