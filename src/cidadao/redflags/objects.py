@@ -1,0 +1,81 @@
+"""Object classes of purchases, derived from the free text `objetoCompra` / `objetoContrato`.
+
+Method: the text is lower-cased and stripped of accents (NFD, combining marks removed); then keyword rules,
+tried in the order of OBJECT_RULES, assign the first class whose pattern matches, else "outros". The order
+resolves overlaps on purpose: "combustível para veículos" is combustível, "medicamentos hospitalares" is
+medicamentos, "reforma do posto de saúde" is obras_engenharia. Classification runs once per distinct text, so
+frames with repeated objects cost little.
+
+It is a coarse, transparent grouping for peer comparison (split purchases, outliers, heterogeneity), not a
+catalogue classification (CATMAT/CATSER codes are not in the PNCP contracting records).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+OTHER = "outros"
+
+# (class, regex over normalised text). First match wins.
+OBJECT_RULES: tuple[tuple[str, str], ...] = (
+    ("combustivel", r"combustive|gasolina|diesel|etanol|lubrificante|\bglp\b|gas de cozinha"),
+    (
+        "veiculos",
+        r"veiculo|automove|automotiv|pneu|frota|\bonibus\b|caminhao|caminhoes|motocicleta|ambulancia|"
+        r"oficina mecanica|pecas mecanicas",
+    ),
+    (
+        "obras_engenharia",
+        r"\bobras?\b|reforma|construcao|pavimenta|engenharia|edificac|drenagem|recapeamento|"
+        r"\bponte\b|terraplenagem|alvenaria|ampliacao d",
+    ),
+    ("medicamentos", r"medicament|farmac|remedio|\bvacina|soro fisiologico|insulina"),
+    (
+        "servicos_saude",
+        r"\bexames?\b|consultas? medica|hospital|plantao|plantoes|atendimento medico|laborator|"
+        r"odontolog|fisioterap|cirurgi|hemodialise|\bclinica|\bsaude\b",
+    ),
+    (
+        "alimentacao",
+        r"aliment|merenda|refeic|\blanches?\b|marmit|hortifruti|carnes?\b|\bpaes?\b|cafe da manha|"
+        r"buffet|coffee",
+    ),
+    (
+        "ti",
+        r"software|informatica|computador|notebook|\bsistemas? de|licenc|tecnologia da informacao|"
+        r"impressora|internet|\bsite\b|hospedagem|nuvem|\bredes? de dados|suprimentos de informatica",
+    ),
+    ("consultoria", r"consultori|assessori|auditori|pareceres?|capacitacao|treinamento"),
+    ("eventos", r"\beventos?\b|\bshows?\b|festivi|festa|palco|apresentacao artistica|carnaval|artistic"),
+    ("limpeza", r"limpeza|higieniz|conservacao predial|dedetiz|sanitizacao|coleta de lixo|residuos"),
+)
+OBJECT_CLASSES: tuple[str, ...] = (*(name for name, _ in OBJECT_RULES), OTHER)
+
+
+def normalise_text(expr: pl.Expr) -> pl.Expr:
+    """Lower-case, accents removed, whitespace collapsed: the form keyword rules and duplicates compare."""
+    return (
+        expr.str.to_lowercase()
+        .str.normalize("NFD")
+        .str.replace_all(r"\p{Mn}", "")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+def classify(expr: pl.Expr) -> pl.Expr:
+    """Object class of each text (null text gives null)."""
+    text = normalise_text(expr)
+    result: pl.Expr = pl.lit(OTHER)
+    for name, pattern in reversed(OBJECT_RULES):
+        result = pl.when(text.str.contains(pattern)).then(pl.lit(name)).otherwise(result)
+    return pl.when(expr.is_null()).then(None).otherwise(result)
+
+
+def with_object_class(frame: pl.DataFrame, column: str = "object") -> pl.DataFrame:
+    """`frame` plus an `object_class` column (kept if already there), computed once per distinct text."""
+    if "object_class" in frame.columns:
+        return frame
+    distinct = frame.select(pl.col(column).unique())
+    distinct = distinct.with_columns(classify(pl.col(column)).alias("object_class"))
+    return frame.join(distinct, on=column, how="left", nulls_equal=True, maintain_order="left")

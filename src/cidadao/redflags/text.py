@@ -1,0 +1,46 @@
+"""Portuguese formatting of the numbers that go into finding messages, and evidence helpers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from cidadao.domain.records import RecordKind, pncp_link
+
+
+def cents(value: float) -> float:
+    """Money rounded to cents, as evidence stores it."""
+    return round(float(value) + 0.0, 2)
+
+
+def money(value: float) -> str:
+    """`R$ 130.000,00` (Brazilian grouping and decimal comma)."""
+    text = f"{abs(round(float(value), 2)):,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
+    return f"{'-' if value < 0 and round(value, 2) != 0 else ''}R$ {text}"
+
+
+def percent(ratio: float, digits: int = 1) -> str:
+    """`12,5 %` from 0.125."""
+    return f"{ratio * 100:.{digits}f}".replace(".", ",") + " %"
+
+
+def number(value: float, digits: int = 0) -> str:
+    """`1.234` or `3,57` (digits after the comma)."""
+    return f"{value:,.{digits}f}".replace(",", "_").replace(".", ",").replace("_", ".")
+
+
+def day(value: date | datetime) -> str:
+    """`31/12/2025`."""
+    return value.strftime("%d/%m/%Y")
+
+
+def link(kind: RecordKind | str, cnpj: Any, year: Any, sequence: Any) -> str | None:
+    """PNCP page of a record, or None when a part of its id is missing."""
+    if not cnpj or year is None or sequence is None:
+        return None
+    return pncp_link(RecordKind(kind), str(cnpj), int(year), int(sequence))
+
+
+def iso(value: date | datetime | None) -> str | None:
+    """Dates in evidence are ISO strings (JSON-serialisable)."""
+    return value.isoformat() if value is not None else None
