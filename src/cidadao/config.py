@@ -65,7 +65,12 @@ class Settings(BaseSettings):
         default=5, ge=2, description="findings per buyer per run before grouping"
     )
     alert_quiet_hours: str | None = Field(default=None, description="e.g. 22-7 (America/Sao_Paulo)")
+    alert_channel_min_severity: CommaList = Field(
+        default_factory=list, description="per channel kind, e.g. email=critical,file=low"
+    )
     alert_max_attempts: int = Field(default=8, ge=1)
+    alert_timeout_seconds: float = Field(default=10.0, gt=0, description="per delivery attempt")
+    alert_console: bool = Field(default=False, description="also print alerts on stdout (demo mode)")
     alert_file: Path | None = Field(default=None, description="also append alerts as JSON Lines to this file")
     digest_send_empty: bool = True
     smtp_host: str | None = None
@@ -104,7 +109,14 @@ class Settings(BaseSettings):
         default=None, description="redflags.toml overriding indicator parameters"
     )
 
-    @field_validator("cors_origins", "alert_webhooks", "alert_emails", "alert_allowed_hosts", mode="before")
+    @field_validator(
+        "cors_origins",
+        "alert_webhooks",
+        "alert_emails",
+        "alert_allowed_hosts",
+        "alert_channel_min_severity",
+        mode="before",
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
@@ -130,12 +142,27 @@ class Settings(BaseSettings):
                 raise ValueError(f"not an http(s) URL: {mask_url(url)!r}")
         return value
 
+    @field_validator("alert_channel_min_severity")
+    @classmethod
+    def _channel_min_severity(cls, value: list[str]) -> list[str]:
+        for item in value:
+            kind, _, severity = item.partition("=")
+            if not kind.strip() or severity.strip() not in _SEVERITIES:
+                raise ValueError(f"expected KIND=SEVERITY (low|medium|high|critical), got {item!r}")
+        return value
+
     @field_validator("alert_quiet_hours")
     @classmethod
     def _quiet_hours(cls, value: str | None) -> str | None:
         if value and not re.fullmatch(r"([01]?\d|2[0-3])-([01]?\d|2[0-3])", value):
             raise ValueError("expected START-END hours, e.g. 22-7")
         return value or None
+
+    @model_validator(mode="after")
+    def _emails_need_smtp(self) -> Settings:
+        if self.alert_emails and not self.smtp_host:
+            raise ValueError("ALERT_EMAILS is set but SMTP_HOST is not: e-mail alerts could not be sent")
+        return self
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
