@@ -104,6 +104,21 @@ class Settings(BaseSettings):
     retention_quarantine_days: int = Field(default=90, ge=1)
     retention_runs_days: int = Field(default=90, ge=1)
     retention_outbox_days: int = Field(default=30, ge=1)
+    global_analysis_interval_seconds: int = Field(
+        default=3600, ge=60, description="indicators of scope global run over all records this often"
+    )
+    job_max_attempts: int = Field(default=3, ge=1, description="starts per job window before it is parked")
+    task_soft_time_limit_seconds: int = Field(default=600, ge=5)
+    task_time_limit_seconds: int = Field(default=900, ge=10)
+    broker_visibility_timeout_seconds: int = Field(default=3600, ge=60, description="> longest task")
+    embedded_broker_url: str = Field(
+        default="sqla+sqlite:///var/broker.sqlite", description="Celery broker when REDIS_URL is empty"
+    )
+    worker_probe_interval_seconds: int = Field(
+        default=60, ge=1, description="worker self-probe through the broker (stuck-consumer watchdog)"
+    )
+    worker_probe_timeout_seconds: int = Field(default=600, ge=3, description="no probe answered: restart")
+    beat_standby_poll_seconds: float = Field(default=5.0, gt=0, description="hot-standby beat lock retry")
 
     redflags_config: Path | None = Field(
         default=None, description="redflags.toml overriding indicator parameters"
