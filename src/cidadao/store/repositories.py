@@ -1,0 +1,333 @@
+"""Store access as plain functions over a Session: the caller owns the transaction.
+
+Records are upserted in bulk and idempotently: an unchanged record (same content hash and `dataAtualizacao`)
+is not written at all, a new or changed one is written and flagged `needs_analysis`. PostgreSQL takes the
+fast path (COPY into a temporary staging table, then one INSERT ... ON CONFLICT ... RETURNING); SQLite runs
+the same upsert through executemany.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from cidadao.domain.records import RECORD_COLUMNS, Finding, Record, Rejection
+from cidadao.store.models import (
+    BuyerRow,
+    FindingRow,
+    IngestionRunRow,
+    QuarantineRow,
+    RecordRow,
+    SupplierRow,
+    WatermarkRow,
+)
+
+# Typed columns plus the JSON and provenance columns every upsert writes.
+_WRITTEN_COLUMNS: tuple[str, ...] = (*RECORD_COLUMNS, "warnings", "raw", "source")
+_RUN_COUNTERS = ("fetched", "ingested", "updated", "unchanged", "quarantined", "findings", "alerts")
+
+
+@dataclass(slots=True)
+class UpsertResult:
+    """Control numbers written by one upsert; `unchanged` counts records that were already stored as is."""
+
+    inserted: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def upsert_records(session: Session, records: Sequence[Record], source: str) -> UpsertResult:
+    """Insert new records, update changed ones (flagging them for re-analysis), skip unchanged ones.
+
+    A record changes when its content hash or `dataAtualizacao` differs from the stored one; an older
+    `dataAtualizacao` than the stored one never overwrites newer data (re-importing an old file is a no-op).
+    Buyers and suppliers of the written records are upserted too.
+    """
+    unique = _last_per_control_number(records)
+    if not unique:
+        return UpsertResult()
+    if session.get_bind().dialect.name == "postgresql":
+        written = _upsert_records_postgresql(session, unique, source)
+    else:
+        written = _upsert_records_generic(session, unique, source)
+    inserted = [number for number, is_new in written if is_new]
+    updated = [number for number, is_new in written if not is_new]
+    changed = set(inserted).union(updated)
+    upsert_parties(session, [record for record in unique if record.control_number in changed])
+    return UpsertResult(inserted, updated, len(unique) - len(written))
+
+
+def _last_per_control_number(records: Sequence[Record]) -> list[Record]:
+    # ON CONFLICT cannot touch the same row twice in one statement; the last version seen wins.
+    return list({record.control_number: record for record in records}.values())
+
+
+def _row_values(record: Record, source: str) -> dict[str, Any]:
+    values = {name: getattr(record, name) for name in RECORD_COLUMNS}
+    values["kind"] = record.kind.value
+    values["warnings"] = record.warnings or None
+    values["raw"] = record.raw
+    values["source"] = source
+    return values
+
+
+def _changed_condition(stored: Any, incoming: Any) -> ColumnElement[bool]:
+    """SQL condition under which an incoming version replaces the stored row."""
+    differs = or_(
+        stored.content_hash != incoming.content_hash,
+        stored.source_updated_at.is_distinct_from(incoming.source_updated_at),
+    )
+    not_older = or_(
+        stored.source_updated_at.is_(None),
+        incoming.source_updated_at.is_(None),
+        incoming.source_updated_at >= stored.source_updated_at,
+    )
+    return and_(differs, not_older)
+
+
+def _update_set(excluded: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {name: excluded[name] for name in _WRITTEN_COLUMNS}
+    values["needs_analysis"] = True
+    values["last_changed_at"] = func.now()
+    return values
+
+
+def _upsert_records_generic(session: Session, records: list[Record], source: str) -> list[tuple[str, bool]]:
+    # SQLite serialises writers (BEGIN IMMEDIATE), so "existed before" read here stays true for the upsert.
+    numbers = [record.control_number for record in records]
+    existing = set(
+        session.scalars(select(RecordRow.control_number).where(RecordRow.control_number.in_(numbers)))
+    )
+    insert = sqlite.insert(RecordRow)
+    stmt = insert.on_conflict_do_update(
+        index_elements=[RecordRow.control_number],
+        set_=_update_set(insert.excluded),
+        where=_changed_condition(RecordRow, insert.excluded),
+    ).returning(RecordRow.control_number)
+    rows = [{**_row_values(record, source), "needs_analysis": True} for record in records]
+    written = session.scalars(stmt, rows).all()
+    return [(number, number not in existing) for number in written]
+
+
+_STAGE = "pg_temp.records_stage"
+
+
+def _upsert_records_postgresql(
+    session: Session, records: list[Record], source: str
+) -> list[tuple[str, bool]]:
+    columns = ", ".join(_WRITTEN_COLUMNS)
+    session.execute(
+        text(
+            f"CREATE TEMP TABLE IF NOT EXISTS records_stage ON COMMIT DELETE ROWS AS "
+            f"SELECT {columns} FROM records WITH NO DATA"
+        )
+    )
+    session.execute(text(f"TRUNCATE {_STAGE}"))
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
+        for record in records:
+            copy.write_row(_copy_row(record, source))
+    updates = ", ".join(f"{name} = excluded.{name}" for name in _WRITTEN_COLUMNS)
+    sql = f"""
+        INSERT INTO records ({columns}, needs_analysis, last_changed_at)
+        SELECT {columns}, true, now() FROM {_STAGE}
+        ON CONFLICT (control_number) DO UPDATE
+           SET {updates}, needs_analysis = true, last_changed_at = now()
+         WHERE (records.content_hash <> excluded.content_hash
+                OR records.source_updated_at IS DISTINCT FROM excluded.source_updated_at)
+           AND (records.source_updated_at IS NULL OR excluded.source_updated_at IS NULL
+                OR excluded.source_updated_at >= records.source_updated_at)
+        RETURNING control_number, xmax = 0
+    """  # xmax = 0 only on a freshly inserted tuple: tells inserts from updates in one round trip.
+    return [(number, bool(is_new)) for number, is_new in session.execute(text(sql))]
+
+
+def _copy_row(record: Record, source: str) -> list[Any]:
+    row: list[Any] = [getattr(record, name) for name in RECORD_COLUMNS]
+    row[0] = record.kind.value
+    row.append(orjson.dumps(record.warnings).decode() if record.warnings else None)
+    row.append(orjson.dumps(record.raw).decode())
+    row.append(source)
+    return row
+
+
+def _dialect_insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def upsert_parties(session: Session, records: Iterable[Record]) -> None:
+    """Buyers (every record) and suppliers (contratos) as last seen; known names are never blanked."""
+    buyers: dict[str, dict[str, Any]] = {}
+    suppliers: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record.buyer_cnpj:
+            buyers[record.buyer_cnpj] = {
+                "cnpj": record.buyer_cnpj,
+                "name": record.buyer_name,
+                "sphere": record.sphere,
+                "power": record.power,
+                "uf": record.uf,
+            }
+        if record.supplier_id:
+            suppliers[record.supplier_id] = {
+                "supplier_id": record.supplier_id,
+                "name": record.supplier_name,
+                "supplier_type": record.supplier_type,
+                "id_valid": record.supplier_id_valid,
+            }
+    for table, rows, key in ((BuyerRow, buyers, "cnpj"), (SupplierRow, suppliers, "supplier_id")):
+        if not rows:
+            continue
+        stmt = _dialect_insert(session, table)
+        values = {
+            name: func.coalesce(stmt.excluded[name], table.__table__.c[name])
+            for name in next(iter(rows.values()))
+            if name != key
+        }
+        session.execute(
+            stmt.on_conflict_do_update(index_elements=[key], set_={**values, "updated_at": func.now()}),
+            list(rows.values()),
+        )
+
+
+def quarantine(
+    session: Session, rejections: Iterable[Rejection], source: str, run_id: int | None = None
+) -> int:
+    """Keep unusable records with their reason; the payload is stored verbatim as text."""
+    rows = [
+        {
+            "run_id": run_id,
+            "source": source,
+            "control_number": (rejection.control_number or "")[:64] or None,
+            "reason": rejection.reason,
+            "payload": _payload_text(rejection.raw),
+        }
+        for rejection in rejections
+    ]
+    if rows:
+        session.execute(_dialect_insert(session, QuarantineRow), rows)
+    return len(rows)
+
+
+def _payload_text(raw: Any) -> str:
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors="replace")
+    try:
+        return orjson.dumps(raw, default=str).decode()
+    except TypeError:
+        return repr(raw)
+
+
+def start_run(
+    session: Session,
+    source: str,
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+) -> int:
+    run = IngestionRunRow(
+        source=source,
+        window_start=window_start,
+        window_end=window_end,
+        status="running",
+        **dict.fromkeys(_RUN_COUNTERS, 0),
+    )
+    session.add(run)
+    session.flush()
+    return run.id
+
+
+def add_run_counts(session: Session, run_id: int, **counts: int) -> None:
+    """Add to a run's counters (fetched, ingested, updated, unchanged, quarantined, findings, alerts)."""
+    unknown = set(counts) - set(_RUN_COUNTERS)
+    if unknown:
+        raise ValueError(f"unknown run counters: {sorted(unknown)}")
+    if any(counts.values()):
+        table = IngestionRunRow.__table__.c
+        session.execute(
+            update(IngestionRunRow)
+            .where(IngestionRunRow.id == run_id)
+            .values({table[name]: table[name] + amount for name, amount in counts.items() if amount})
+        )
+
+
+def finish_run(session: Session, run_id: int, status: str, error: str | None = None) -> None:
+    session.execute(
+        update(IngestionRunRow)
+        .where(IngestionRunRow.id == run_id)
+        .values(status=status, error=error, finished_at=func.now())
+    )
+
+
+def get_watermark(session: Session, source: str) -> WatermarkRow | None:
+    return session.get(WatermarkRow, source, populate_existing=True)
+
+
+def save_watermark(
+    session: Session, source: str, position: datetime, cursor: dict[str, Any] | None = None
+) -> None:
+    """Set a source's position and in-window cursor (None once the window is complete)."""
+    stmt = _dialect_insert(session, WatermarkRow).values(source=source, position=position, cursor=cursor)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[WatermarkRow.source],
+            set_={"position": position, "cursor": stmt.excluded.cursor, "updated_at": func.now()},
+        )
+    )
+
+
+def save_findings(session: Session, findings: Iterable[Finding], run_id: int | None) -> list[int]:
+    """Store findings, skipping any already stored for the same record, rule and rule version.
+
+    Returns the ids of the newly inserted findings only. Buyer, supplier, UF and value are copied from
+    the flagged record so that listings filter without joins.
+    """
+    unique = list({(f.record, f.rule, f.rule_version): f for f in findings}.values())
+    if not unique:
+        return []
+    context = {
+        row.control_number: row
+        for row in session.execute(
+            select(
+                RecordRow.control_number,
+                RecordRow.buyer_cnpj,
+                RecordRow.supplier_id,
+                RecordRow.uf,
+                func.coalesce(
+                    RecordRow.value_global,
+                    RecordRow.value_initial,
+                    RecordRow.value_homologated,
+                    RecordRow.value_estimated,
+                ).label("value"),
+            ).where(RecordRow.control_number.in_({f.record for f in unique}))
+        )
+    }
+    rows = []
+    for finding in unique:
+        record = context.get(finding.record)
+        rows.append(
+            {
+                **finding.as_dict(),
+                "status": "new",
+                "buyer_cnpj": record.buyer_cnpj if record else None,
+                "supplier_id": record.supplier_id if record else None,
+                "uf": record.uf if record else None,
+                "value": record.value if record else None,
+                "run_id": run_id,
+            }
+        )
+    stmt = (
+        _dialect_insert(session, FindingRow)
+        .on_conflict_do_nothing(index_elements=["record", "rule", "rule_version"])
+        .returning(FindingRow.id)
+    )
+    return list(session.scalars(stmt, rows))
