@@ -2,14 +2,22 @@
 
 All paths end in `conform`, which gives every record frame exactly the RECORD_SCHEMA columns and types, so
 indicators see the same frame whether records come from files, the API or the `records` table.
+
+Raw PNCP JSON is converted column-wise with the same field meaning as `sources.pncp_schema.parse_record`, but
+without validating record by record: a value of the wrong type becomes null, so the indicators that need it
+skip the record and count it. JSON Lines files are read by polars' native reader (about a million records
+in a few seconds); other inputs go through orjson and per-field column lists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
+from cidadao.domain.ids import classify_id
 from cidadao.domain.records import RECORD_COLUMNS, Record, RecordKind
 from cidadao.redflags.base import (
     RECORD_SCHEMA,
@@ -76,3 +84,170 @@ def records_frame(records: Iterable[Record]) -> pl.DataFrame:
 def dataset_from_records(records: Iterable[Record], sanctions: pl.DataFrame | None = None) -> Dataset:
     """Dataset from domain Records of both kinds."""
     return dataset_from_table(records_frame(records), sanctions)
+
+
+# Domain column <- path in the raw PNCP JSON (contratação and contrato fields share columns where they mean
+# the same thing: year, sequence, object).
+RAW_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "control_number": (("numeroControlePNCP",),),
+    "purchase_control_number": (("numeroControlePncpCompra",),),
+    "buyer_cnpj": (("orgaoEntidade", "cnpj"),),
+    "buyer_name": (("orgaoEntidade", "razaoSocial"),),
+    "sphere": (("orgaoEntidade", "esferaId"),),
+    "power": (("orgaoEntidade", "poderId"),),
+    "unit_code": (("unidadeOrgao", "codigoUnidade"),),
+    "unit_name": (("unidadeOrgao", "nomeUnidade"),),
+    "uf": (("unidadeOrgao", "ufSigla"),),
+    "municipality": (("unidadeOrgao", "municipioNome"),),
+    "ibge_code": (("unidadeOrgao", "codigoIbge"), ("unidadeOrgao", "codigoIBGE")),
+    "year": (("anoCompra",), ("anoContrato",)),
+    "sequence": (("sequencialCompra",), ("sequencialContrato",)),
+    "modalidade_id": (("modalidadeId",),),
+    "modalidade_name": (("modalidadeNome",),),
+    "amparo_code": (("amparoLegal", "codigo"),),
+    "amparo_name": (("amparoLegal", "nome"),),
+    "situation_id": (("situacaoCompraId",),),
+    "object": (("objetoCompra",), ("objetoContrato",)),
+    "value_estimated": (("valorTotalEstimado",),),
+    "value_homologated": (("valorTotalHomologado",),),
+    "value_initial": (("valorInicial",),),
+    "value_global": (("valorGlobal",),),
+    "published_at": (("dataPublicacaoPncp",),),
+    "source_updated_at": (("dataAtualizacao",),),
+    "proposal_open_at": (("dataAberturaProposta",),),
+    "proposal_close_at": (("dataEncerramentoProposta",),),
+    "signed_at": (("dataAssinatura",),),
+    "term_start": (("dataVigenciaInicio",),),
+    "term_end": (("dataVigenciaFim",),),
+    "supplier_id": (("niFornecedor",),),
+    "supplier_name": (("nomeRazaoSocialFornecedor",),),
+    "supplier_type": (("tipoPessoa",),),
+}
+# Fields only one kind has (as in pncp_schema.detect_kind): a record with any contrato field is a contrato.
+CONTRATO_FIELDS = ("numeroControlePncpCompra", "niFornecedor", "anoContrato", "valorInicial", "valorGlobal")
+CONTRATACAO_FIELDS = ("anoCompra", "modalidadeId", "objetoCompra", "valorTotalEstimado", "sequencialCompra")
+
+
+def _raw_schema() -> dict[str, pl.DataType]:
+    """Every raw leaf read as text (numbers included): typing happens once, leniently, in `_typed`."""
+    top: dict[str, pl.DataType] = {}
+    nested: dict[str, dict[str, pl.DataType]] = {}
+    for paths in RAW_FIELDS.values():
+        for path in paths:
+            if len(path) == 1:
+                top[path[0]] = pl.String()
+            else:
+                nested.setdefault(path[0], {})[path[1]] = pl.String()
+    return {**top, **{name: pl.Struct(fields) for name, fields in nested.items()}}
+
+
+def _flat_name(path: tuple[str, ...]) -> str:
+    return ".".join(path)
+
+
+def _flatten(frame: pl.DataFrame) -> pl.DataFrame:
+    """Raw frame with struct columns -> one text column per raw path."""
+    columns = []
+    for paths in RAW_FIELDS.values():
+        for path in paths:
+            expr = pl.col(path[0]) if len(path) == 1 else pl.col(path[0]).struct.field(path[1])
+            columns.append(expr.alias(_flat_name(path)))
+    return frame.select(columns)
+
+
+def _timestamp(expr: pl.Expr) -> pl.Expr:
+    # PNCP times are naive Brasília time; a trailing zone or fraction is dropped, a bare date means midnight.
+    text = expr.str.replace(" ", "T").str.slice(0, 19)
+    text = pl.when(text.str.len_chars() == 10).then(text + "T00:00:00").otherwise(text)
+    return text.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us")
+
+
+def _supplier_validity(frame: pl.DataFrame) -> pl.Series:
+    """supplier_id_valid as parse_record sets it, computed once per distinct (id, person type)."""
+    pairs = frame.select("supplier_id", "supplier_type").unique()
+    flags = []
+    for ni, person in pairs.iter_rows():
+        valid: bool | None = None
+        if ni is not None:
+            kind, checked = classify_id(ni)
+            if person != "PE" and kind in ("cnpj", "cpf"):
+                valid = checked
+            elif person in ("PJ", "PF"):
+                valid = False
+        flags.append(valid)
+    lookup = pairs.with_columns(pl.Series("supplier_id_valid", flags, dtype=pl.Boolean))
+    joined = frame.select("supplier_id", "supplier_type").join(
+        lookup, on=["supplier_id", "supplier_type"], how="left", nulls_equal=True, maintain_order="left"
+    )
+    return joined["supplier_id_valid"]
+
+
+def _typed(flat: pl.DataFrame) -> pl.DataFrame:
+    """Flat text columns of raw paths -> RECORD_SCHEMA columns plus `kind`; untypeable values become null."""
+
+    def first(column: str) -> pl.Expr:
+        return pl.coalesce([pl.col(_flat_name(path)) for path in RAW_FIELDS[column]])
+
+    is_contrato = pl.any_horizontal(pl.col(name).is_not_null() for name in CONTRATO_FIELDS)
+    is_contratacao = pl.any_horizontal(pl.col(name).is_not_null() for name in CONTRATACAO_FIELDS)
+    columns: list[pl.Expr] = [
+        pl.when(is_contrato)
+        .then(pl.lit(RecordKind.CONTRATO.value))
+        .when(is_contratacao)
+        .then(pl.lit(RecordKind.CONTRATACAO.value))
+        .alias("kind")
+    ]
+    for name, dtype in RECORD_SCHEMA.items():
+        if name in ("kind", "content_hash", "supplier_id_valid"):
+            continue
+        expr = first(name).str.strip_chars()
+        expr = pl.when(expr.str.len_chars() > 0).then(expr)
+        if name in ("buyer_cnpj", "supplier_id"):
+            expr = expr.str.replace_all(r"[^0-9A-Za-z]", "").str.to_uppercase()
+        if isinstance(dtype, pl.Datetime):
+            expr = _timestamp(expr)
+        elif isinstance(dtype, pl.Date):
+            expr = expr.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+        else:
+            expr = expr.cast(dtype, strict=False)
+        columns.append(expr.alias(name))
+    typed = flat.select(columns)
+    return typed.with_columns(_supplier_validity(typed), pl.lit(None, dtype=pl.String).alias("content_hash"))
+
+
+def frame_from_raw(records: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
+    """Typed frame (both kinds, `kind` column) of raw PNCP records; unrecognised records get a null kind."""
+    lists: dict[str, list[str | None]] = {
+        _flat_name(path): [] for paths in RAW_FIELDS.values() for path in paths
+    }
+    for record in records:
+        for paths in RAW_FIELDS.values():
+            for path in paths:
+                value: Any = record.get(path[0])
+                if len(path) == 2:
+                    value = value.get(path[1]) if isinstance(value, Mapping) else None
+                lists[_flat_name(path)].append(_text(value))
+    return _typed(pl.DataFrame(lists, schema=dict.fromkeys(lists, pl.String())))
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def frame_from_ndjson(path: str | Path) -> pl.DataFrame:
+    """Typed frame of a JSON Lines file of raw PNCP records, read natively by polars.
+
+    Raises polars.exceptions.PolarsError (or OSError) when polars cannot read it (e.g. a line that is not
+    JSON, a nested field that is not an object); callers fall back to a tolerant reader.
+    """
+    raw = pl.read_ndjson(path, schema=_raw_schema(), ignore_errors=False)
+    return _typed(_flatten(raw))
+
+
+def dataset_from_raw(records: Iterable[Mapping[str, Any]], sanctions: pl.DataFrame | None = None) -> Dataset:
+    """Dataset from raw PNCP dicts (contratações and contratos mixed, told apart by their fields)."""
+    return dataset_from_table(frame_from_raw(records), sanctions)

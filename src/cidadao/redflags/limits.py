@@ -1,0 +1,99 @@
+"""Value limits of dispensa by value (Lei 14.133/2021, art. 75, I and II), as data.
+
+The table lives in `data/limits.csv` (one row per year: inciso I limit, inciso II limit, the act that
+set them); add a row each January when the yearly decree is published (art. 182). A year missing from
+the table has no limit: indicators skip its records and count them rather than guess.
+
+Inciso I covers obras, serviços de engenharia and manutenção de veículos automotores; inciso II all
+other services and purchases. The inciso is read from `amparoLegal.nome` ("Lei 14.133/2021, Art. 75,
+II"); when the name is missing the code is used: PNCP amparoLegal codes 18 = art. 75, I; 19 = art. 75,
+II; 38 = art. 75, VIII (emergency), per the domain table "Amparo Legal" of the PNCP consultation manual.
+
+Art. 75 §2 doubles both limits for consórcios públicos and agências executivas. A consórcio público is
+identified by its buyer name (normalised text containing "consorcio"); agências executivas are a legal
+qualification not visible in the record, so they are listed by CNPJ in the `doubled_cnpjs` parameter.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+import polars as pl
+
+from cidadao.redflags.objects import normalise_text
+
+Inciso = Literal["I", "II"]
+AMPARO_CODES: dict[int, str] = {18: "I", 19: "II", 38: "VIII"}
+LAW = "Lei 14.133/2021"
+
+
+@dataclass(frozen=True, slots=True)
+class YearLimits:
+    year: int
+    inciso_i: float
+    inciso_ii: float
+    act: str  # the law itself or the decree that updated the values
+
+
+@cache
+def limits_table() -> tuple[YearLimits, ...]:
+    text = resources.files("cidadao.redflags").joinpath("data/limits.csv").read_text(encoding="utf-8")
+    return tuple(
+        YearLimits(int(row["year"]), float(row["inciso_i"]), float(row["inciso_ii"]), row["act"])
+        for row in csv.DictReader(text.splitlines())
+    )
+
+
+def limit_for(year: int, inciso: Inciso, doubled: bool = False) -> float | None:
+    """Limit in force for purchases of `year` (None when the table has no such year)."""
+    for row in limits_table():
+        if row.year == year:
+            value = row.inciso_i if inciso == "I" else row.inciso_ii
+            return round(value * 2 if doubled else value, 2)
+    return None
+
+
+def act_for(year: int) -> str | None:
+    return next((row.act for row in limits_table() if row.year == year), None)
+
+
+def limits_frame() -> pl.DataFrame:
+    """year, inciso, limit, act: one row per year and inciso, for joins."""
+    rows = limits_table()
+    return pl.DataFrame(
+        {
+            "year": [row.year for row in rows for _ in (0, 1)],
+            "inciso": [inciso for _ in rows for inciso in ("I", "II")],
+            "limit": [value for row in rows for value in (row.inciso_i, row.inciso_ii)],
+            "act": [row.act for row in rows for _ in (0, 1)],
+        },
+        schema={"year": pl.Int64, "inciso": pl.String, "limit": pl.Float64, "act": pl.String},
+    )
+
+
+def inciso_expr() -> pl.Expr:
+    """Inciso of art. 75 ("I", "II", "VIII", ...) from amparo_name, else from amparo_code; null if neither."""
+    from_name = (
+        pl.col("amparo_name")
+        .str.extract(r"(?i)art(?:igo)?\.?\s*75\s*,?\s*(?:inciso\s*)?([ivxl]+)\b", 1)
+        .str.to_uppercase()
+    )
+    from_code = pl.col("amparo_code").replace_strict(AMPARO_CODES, default=None, return_dtype=pl.String)
+    # A name that cites another article (art. 74) is authoritative: it is not art. 75.
+    return pl.when(pl.col("amparo_name").is_not_null()).then(from_name).otherwise(from_code)
+
+
+def doubled_expr(doubled_cnpjs: list[str]) -> pl.Expr:
+    """Art. 75 §2: consórcio público by buyer name, agência executiva by listed CNPJ."""
+    by_name = normalise_text(pl.col("buyer_name")).str.contains(r"\bconsorcio").fill_null(False)
+    return by_name | pl.col("buyer_cnpj").is_in(doubled_cnpjs).fill_null(False)
+
+
+def legal_citation(inciso: str, act: str, doubled: bool = False) -> str:
+    """`Lei 14.133/2021, art. 75, II; Decreto 12.343/2024` (the act only when it is a decree)."""
+    base = f"{LAW}, art. 75, {inciso}" + (", c/c §2º" if doubled else "")
+    return base if act == LAW else f"{base}; {act}"
