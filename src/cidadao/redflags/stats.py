@@ -15,6 +15,9 @@ MAD_CONSISTENCY = 0.6745
 # IBM SPSS convention when MAD is 0 (over half the values equal): scale the mean absolute deviation instead.
 MEAN_AD_CONSISTENCY = 1.253314
 
+# Evidence lists at most this many related records (the finding says how many there are in all).
+RELATED_LIMIT = 50
+
 BENFORD_DIGITS: tuple[int, ...] = tuple(range(1, 10))
 BENFORD_EXPECTED: dict[int, float] = {d: math.log10(1 + 1 / d) for d in BENFORD_DIGITS}
 
@@ -72,3 +75,8 @@ def benford_mad() -> pl.Expr:
 def excess_score(value: pl.Expr, threshold: pl.Expr | float) -> pl.Expr:
     """Score in [0.5, 1) for a value at or above its threshold: 0.5 at it, toward 1 far above it."""
     return (1 - threshold / (2 * value)).clip(0.0, 1.0)
+
+
+def cents_sum(money: pl.Expr) -> pl.Expr:
+    """Sum of money in whole cents: exact, so group totals never depend on the order of the input rows."""
+    return (money * 100).round().cast(pl.Int64).sum() / 100
