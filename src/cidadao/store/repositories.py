@@ -14,8 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from cidadao.domain.records import RECORD_COLUMNS, Finding, Record, Rejection
@@ -61,7 +63,8 @@ def upsert_records(session: Session, records: Sequence[Record], source: str) -> 
     updated = [number for number, is_new in written if not is_new]
     changed = set(inserted).union(updated)
     upsert_parties(session, [record for record in unique if record.control_number in changed])
-    return UpsertResult(inserted, updated, len(unique) - len(written))
+    # A duplicate inside the batch counts as unchanged, so the counts add up to the records given.
+    return UpsertResult(inserted, updated, len(records) - len(written))
 
 
 def _last_per_control_number(records: Sequence[Record]) -> list[Record]:
@@ -130,10 +133,15 @@ def _upsert_records_postgresql(
         )
     )
     session.execute(text(f"TRUNCATE {_STAGE}"))
+    statement = f"COPY {_STAGE} ({columns}) FROM STDIN"
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
-        for record in records:
-            copy.write_row(_copy_row(record, source))
+    try:
+        with cursor.copy(statement) as copy:
+            for record in records:
+                copy.write_row(_copy_row(record, source))
+    except psycopg.Error as error:
+        # Raised like any SQLAlchemy statement error, so callers handle one exception family.
+        raise DBAPIError.instance(statement, None, error, psycopg.Error) from error
     updates = ", ".join(f"{name} = excluded.{name}" for name in _WRITTEN_COLUMNS)
     sql = f"""
         INSERT INTO records ({columns}, needs_analysis, last_changed_at)

@@ -1,0 +1,351 @@
+"""Fetch -> validate -> store: the ingestion half of the pipeline, shared by the CLI, tasks and the API.
+
+Each batch (a PNCP page, or up to BATCH_SIZE records of a file) is one transaction that writes the records,
+the quarantine, the run's counters and the watermark cursor together, so a crash loses at most the batch in
+flight and a resumed run re-fetches it idempotently.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from cidadao.config import Settings
+from cidadao.domain.records import Record, RecordKind, Rejection
+from cidadao.logs import get_logger
+from cidadao.sources.files import read_records
+from cidadao.sources.pncp_schema import parse_records
+from cidadao.store.db import transaction
+from cidadao.store.repositories import (
+    add_run_counts,
+    finish_run,
+    get_watermark,
+    quarantine,
+    save_watermark,
+    start_run,
+    upsert_records,
+)
+
+BATCH_SIZE = 2000
+# PNCP dates are Brasília local time; windows and watermarks use the same clock.
+PNCP_TZ = ZoneInfo("America/Sao_Paulo")
+ENDPOINTS: tuple[str, ...] = ("contratacoes", "contratos")
+
+log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """Counts of one ingestion; `changed` lists the control numbers inserted or updated (to analyse)."""
+
+    fetched: int = 0
+    ingested: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    changed: list[str] = field(default_factory=list)
+    run_id: int | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "fetched": self.fetched,
+            "ingested": self.ingested,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "quarantined": self.quarantined,
+        }
+
+
+class IngestFailed(RuntimeError):
+    """The source failed mid-run; the run is marked failed and what was stored before stays stored."""
+
+    def __init__(self, message: str, stats: IngestStats) -> None:
+        super().__init__(message)
+        self.stats = stats
+
+
+Progress = Callable[[IngestStats], None]
+
+
+class PageClient(Protocol):
+    """What ingest_pncp needs from the PNCP client: one window's pages, from a given page on."""
+
+    def iter_pages(
+        self,
+        endpoint: str,
+        start: date,
+        end: date,
+        modalidade: int | None = None,
+        first_page: int = 1,
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]: ...
+
+
+def ingest_raw(
+    engine: Engine,
+    source: str,
+    raws: Iterable[dict[str, Any] | Rejection],
+    run: int | None = None,
+    progress: Progress | None = None,
+    *,
+    kind: RecordKind | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> IngestStats:
+    """Validate and store raw PNCP records in batches; bad ones are quarantined, never fatal.
+
+    With `run` the counts are added to that ingestion run, which the caller finishes; without it a run is
+    opened and closed here. A failure of the source raises IngestFailed after marking the run failed.
+    """
+    stats = IngestStats()
+    with _running(engine, source, run, stats) as run_id:
+        iterator = iter(raws)
+        while batch := list(itertools.islice(iterator, batch_size)):
+            store_batch(engine, source, batch, run_id, stats, kind=kind)
+            if progress:
+                progress(stats)
+    return stats
+
+
+def ingest_file(
+    engine: Engine, path: str | Path, run: int | None = None, progress: Progress | None = None
+) -> IngestStats:
+    """Ingest a PNCP export: a response page, a JSON array, JSON Lines or the flattened CSV."""
+    return ingest_raw(engine, "file", read_records(path), run=run, progress=progress)
+
+
+@contextmanager
+def _running(
+    engine: Engine,
+    source: str,
+    run: int | None,
+    stats: IngestStats,
+    window: tuple[datetime | None, datetime | None] = (None, None),
+) -> Iterator[int]:
+    if run is None:
+        with transaction(engine) as session:
+            stats.run_id = start_run(session, source, *window)
+    else:
+        stats.run_id = run
+    try:
+        yield stats.run_id
+    except Exception as error:
+        message = f"{type(error).__name__}: {error}"
+        log.error("ingestion failed", source=source, run_id=stats.run_id, error=message, **stats.counts())
+        if run is None:
+            with transaction(engine) as session:
+                finish_run(session, stats.run_id, "failed", message)
+        raise IngestFailed(message, stats) from error
+    if run is None:
+        with transaction(engine) as session:
+            finish_run(session, stats.run_id, "succeeded")
+    log.info("ingestion finished", source=source, run_id=stats.run_id, **stats.counts())
+
+
+def store_batch(
+    engine: Engine,
+    source: str,
+    raws: Sequence[dict[str, Any] | Rejection],
+    run_id: int | None,
+    stats: IngestStats,
+    *,
+    kind: RecordKind | None = None,
+    after: Callable[[Session], None] | None = None,
+) -> None:
+    """Parse and store one batch in one transaction; `after` adds writes to it (e.g. the watermark)."""
+    records: list[Record] = []
+    rejections: list[Rejection] = []
+    for item in parse_records(raws, kind):
+        if isinstance(item, Rejection):
+            rejections.append(item)
+        else:
+            records.append(item)
+    try:
+        with transaction(engine) as session:
+            batch = _write(session, source, records, rejections, run_id, len(raws), after, isolate=False)
+    except DBAPIError:
+        # A value the database refuses (too long, out of range) must not sink its whole batch.
+        with transaction(engine) as session:
+            batch = _write(session, source, records, rejections, run_id, len(raws), after, isolate=True)
+    for name, value in batch.counts().items():
+        setattr(stats, name, getattr(stats, name) + value)
+    stats.changed += batch.changed
+
+
+def _write(
+    session: Session,
+    source: str,
+    records: list[Record],
+    rejections: list[Rejection],
+    run_id: int | None,
+    fetched: int,
+    after: Callable[[Session], None] | None,
+    *,
+    isolate: bool,
+) -> IngestStats:
+    batch = IngestStats(fetched=fetched, run_id=run_id)
+    refused: list[Rejection] = []
+    for group in ([record] for record in records) if isolate else [records]:
+        try:
+            with session.begin_nested() if isolate else nullcontext():
+                result = upsert_records(session, group, source)
+        except DBAPIError as error:
+            if not isolate:
+                raise
+            reason = f"refused by the database: {str(error.orig or error).splitlines()[0]}"
+            refused.append(Rejection(reason, group[0].raw, group[0].control_number))
+            continue
+        batch.ingested += len(result.inserted)
+        batch.updated += len(result.updated)
+        batch.unchanged += result.unchanged
+        batch.changed += result.inserted + result.updated
+    batch.quarantined = quarantine(session, [*rejections, *refused], source, run_id)
+    if run_id is not None:
+        add_run_counts(session, run_id, **batch.counts())
+    if after:
+        after(session)
+    return batch
+
+
+def ingest_pncp(
+    engine: Engine,
+    settings: Settings,
+    start: date | None = None,
+    end: date | None = None,
+    client: PageClient | None = None,
+    *,
+    endpoints: Sequence[str] = ENDPOINTS,
+    run: int | None = None,
+    progress: Progress | None = None,
+) -> IngestStats:
+    """Fetch PNCP windows of at most `pncp_window_days` days, page by page, and store them.
+
+    With `start` the dates [start, end] are fetched (a backfill, resumable on its own watermark); without it
+    the run is incremental: from the source's watermark minus `pncp_overlap_minutes` up to today. Each page
+    is stored with a cursor (endpoint, window, modalidade, page) in the same transaction, so a crash resumes
+    at the interrupted page; the watermark position advances only when a whole window is stored.
+    """
+    now = datetime.now(PNCP_TZ).replace(tzinfo=None)
+    last = end or now.date()
+    with transaction(engine) as session:
+        plans = [_plan(session, settings, endpoint, start, last, now) for endpoint in endpoints]
+    first = min((plan.first for plan in plans), default=last)
+    stats = IngestStats()
+    window = (datetime.combine(first, time()), datetime.combine(last + timedelta(days=1), time()))
+    own_client = client is None
+    if client is None:
+        client = _default_client(settings)
+    try:
+        with _running(engine, "pncp", run, stats, window) as run_id:
+            for plan in plans:
+                _ingest_endpoint(engine, settings, client, plan, last, now, run_id, stats, progress)
+    finally:
+        if own_client:
+            _close(client)
+    return stats
+
+
+def _default_client(settings: Settings) -> PageClient:
+    from cidadao.sources.pncp import PncpClient
+
+    return PncpClient(settings)  # type: ignore[no-any-return]
+
+
+def _close(client: Any) -> None:
+    close = getattr(client, "close", None)
+    if close:
+        close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    endpoint: str
+    key: str  # watermark row
+    first: date
+    position: datetime
+    cursor: dict[str, Any] | None
+
+
+def _plan(
+    session: Session, settings: Settings, endpoint: str, start: date | None, last: date, now: datetime
+) -> _Plan:
+    if start is not None:
+        # A backfill keeps its own watermark so it never disturbs the incremental one.
+        key = f"pncp:{endpoint}@{start:%Y%m%d}-{last:%Y%m%d}"
+        mark = get_watermark(session, key)
+        position = mark.position if mark else datetime.combine(start, time())
+        return _Plan(endpoint, key, start, position, mark.cursor if mark else None)
+    key = f"pncp:{endpoint}"
+    mark = get_watermark(session, key)
+    if mark is None:
+        return _Plan(endpoint, key, now.date(), datetime.combine(now.date(), time()), None)
+    if mark.cursor:
+        first = date.fromisoformat(mark.cursor["window"][0])
+    else:
+        first = (mark.position - timedelta(minutes=settings.pncp_overlap_minutes)).date()
+    return _Plan(endpoint, key, min(first, last), mark.position, mark.cursor)
+
+
+def _windows(first: date, last: date, days: int) -> Iterator[tuple[date, date]]:
+    while first <= last:
+        window_end = min(first + timedelta(days=days - 1), last)
+        yield first, window_end
+        first = window_end + timedelta(days=1)
+
+
+def _ingest_endpoint(
+    engine: Engine,
+    settings: Settings,
+    client: PageClient,
+    plan: _Plan,
+    last: date,
+    now: datetime,
+    run_id: int,
+    stats: IngestStats,
+    progress: Progress | None,
+) -> None:
+    kind = RecordKind.CONTRATO if plan.endpoint == "contratos" else RecordKind.CONTRATACAO
+    modalidades: list[int | None] = (
+        list(settings.pncp_modalidades) if kind is RecordKind.CONTRATACAO else [None]
+    )
+    position, cursor = plan.position, plan.cursor
+    for window_start, window_end in _windows(plan.first, last, settings.pncp_window_days):
+        window = [window_start.isoformat(), window_end.isoformat()]
+        resume = cursor if cursor and cursor.get("window") == window else None
+        for index, modalidade in enumerate(modalidades):
+            first_page = 1
+            if resume:
+                done = modalidades.index(resume["modalidade"]) if resume["modalidade"] in modalidades else -1
+                if index < done:
+                    continue
+                if index == done:
+                    first_page = int(resume["page"]) + 1
+            pages = client.iter_pages(plan.endpoint, window_start, window_end, modalidade, first_page)
+            for page, items in pages:
+                checkpoint = {"window": window, "modalidade": modalidade, "page": page}
+                store_batch(
+                    engine,
+                    "pncp",
+                    items,
+                    run_id,
+                    stats,
+                    kind=kind,
+                    after=partial(save_watermark, source=plan.key, position=position, cursor=checkpoint),
+                )
+                if progress:
+                    progress(stats)
+        # The window is complete: move the position (never backwards, never past now) and drop the cursor.
+        position = max(position, min(datetime.combine(window_end + timedelta(days=1), time()), now))
+        cursor = None
+        with transaction(engine) as session:
+            save_watermark(session, plan.key, position, None)
+        log.info("pncp window stored", endpoint=plan.endpoint, window=window, **stats.counts())

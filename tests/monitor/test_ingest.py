@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from cidadao.config import load_settings
+from cidadao.domain.records import Rejection
+from cidadao.monitor.ingest import IngestFailed, ingest_pncp, ingest_raw
+from cidadao.store.db import engine_for, transaction, upgrade
+from cidadao.store.models import IngestionRunRow, QuarantineRow, RecordRow, WatermarkRow
+
+
+def raw_contratacao(number: int, day: date = date(2025, 1, 2), modalidade: int = 8) -> dict[str, Any]:
+    stamp = datetime.combine(day, time(9, 30)).isoformat()
+    return {
+        "numeroControlePNCP": f"06140404000167-1-{number:06d}/2025",
+        "anoCompra": 2025,
+        "sequencialCompra": number,
+        "modalidadeId": modalidade,
+        "modalidadeNome": "Dispensa" if modalidade == 8 else "Inexigibilidade",
+        "objetoCompra": f"Aquisição de medicamentos, processo {number}",
+        "valorTotalEstimado": 17500.25,
+        "dataPublicacaoPncp": stamp,
+        "dataAtualizacao": stamp,
+        "amparoLegal": {"codigo": 19, "nome": "Lei 14.133/2021, Art. 75, II"},
+        "orgaoEntidade": {"cnpj": "06140404000167", "razaoSocial": "MUNICIPIO DE FORTUNA", "esferaId": "M"},
+        "unidadeOrgao": {"ufSigla": "MA", "codigoUnidade": "1", "municipioNome": "Fortuna"},
+    }
+
+
+def counts(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as connection:
+        records = connection.scalar(select(func.count()).select_from(RecordRow))
+        flagged = connection.scalar(select(func.count()).where(RecordRow.needs_analysis))
+    return int(records or 0), int(flagged or 0)
+
+
+def test_second_ingestion_is_all_unchanged_and_one_change_updates_one_row(engine: Engine) -> None:
+    raws = [raw_contratacao(n) for n in range(1, 251)]
+    first = ingest_raw(engine, "file", raws, batch_size=100)
+    assert (first.fetched, first.ingested, first.updated, first.unchanged) == (250, 250, 0, 0)
+    assert len(first.changed) == 250
+    with transaction(engine) as session:
+        session.execute(RecordRow.__table__.update().values(needs_analysis=False))
+
+    second = ingest_raw(engine, "file", raws, batch_size=100)
+    assert (second.ingested, second.updated, second.unchanged, second.changed) == (0, 0, 250, [])
+    assert counts(engine) == (250, 0)
+
+    raws[41] = {**raws[41], "dataAtualizacao": "2025-01-03T11:00:00"}
+    third = ingest_raw(engine, "file", raws, batch_size=100)
+    assert (third.ingested, third.updated, third.unchanged) == (0, 1, 249)
+    assert third.changed == [raws[41]["numeroControlePNCP"]]
+    assert counts(engine) == (250, 1)
+    with engine.connect() as connection:
+        runs = connection.execute(
+            select(IngestionRunRow.status, IngestionRunRow.fetched, IngestionRunRow.updated).order_by(
+                IngestionRunRow.id
+            )
+        ).all()
+    assert runs == [("succeeded", 250, 0), ("succeeded", 250, 0), ("succeeded", 250, 1)]
+
+
+def test_bad_records_are_quarantined_and_never_stop_the_run(engine: Engine) -> None:
+    good = [raw_contratacao(n) for n in range(1, 11)]
+    bad: list[dict[str, Any] | Rejection] = [
+        {**raw_contratacao(90), "valorTotalEstimado": "mil reais"},
+        Rejection("line 7: invalid JSON", '{"numeroControlePNCP": "1-'),
+    ]
+    stats = ingest_raw(engine, "file", [*good[:5], *bad, *good[5:]], batch_size=4)
+    assert (stats.fetched, stats.ingested, stats.quarantined) == (12, 10, 2)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(QuarantineRow.reason, QuarantineRow.payload, QuarantineRow.run_id)
+        ).all()
+    assert {row.run_id for row in rows} == {stats.run_id}
+    assert any("valorTotalEstimado" in row.reason and "mil reais" in row.payload for row in rows)
+    assert any(row.payload == '{"numeroControlePNCP": "1-' for row in rows)
+
+
+@pytest.mark.postgres
+def test_a_value_the_database_refuses_is_quarantined_alone(pg_url: str) -> None:
+    upgrade(pg_url)
+    engine = engine_for(pg_url)
+    raws = [raw_contratacao(n) for n in range(1, 6)]
+    raws[2] = {**raws[2], "valorTotalEstimado": 10**17}  # beyond NUMERIC(18, 2)
+    stats = ingest_raw(engine, "file", raws)
+    assert (stats.ingested, stats.quarantined) == (4, 1)
+    with engine.connect() as connection:
+        reason, number = connection.execute(select(QuarantineRow.reason, QuarantineRow.control_number)).one()
+    assert reason.startswith("refused by the database")
+    assert number == raws[2]["numeroControlePNCP"]
+    engine.dispose()
+
+
+def test_a_failing_source_marks_the_run_failed_and_keeps_what_was_stored(engine: Engine) -> None:
+    def source() -> Iterator[dict[str, Any]]:
+        yield from (raw_contratacao(n) for n in range(1, 4))
+        raise ConnectionError("PNCP fora do ar")
+
+    with pytest.raises(IngestFailed, match="PNCP fora do ar") as failure:
+        ingest_raw(engine, "pncp", source(), batch_size=2)
+    assert failure.value.stats.ingested == 2
+    with engine.connect() as connection:
+        run = connection.execute(select(IngestionRunRow)).one()
+    assert run.status == "failed"
+    assert run.error == "ConnectionError: PNCP fora do ar"
+    assert (run.ingested, run.finished_at is not None) == (2, True)
+    assert counts(engine)[0] == 2
+
+
+class FakePncp:
+    """Pages of a fixed set of records per (endpoint, modalidade, day); can fail once after N pages."""
+
+    def __init__(self, pages_per_day: int = 3, per_page: int = 4, fail_after: int | None = None) -> None:
+        self.pages_per_day = pages_per_day
+        self.per_page = per_page
+        self.fail_after = fail_after
+        self.served = 0
+        self.calls: list[tuple[str, date, date, int | None, int]] = []
+
+    def iter_pages(
+        self, endpoint: str, start: date, end: date, modalidade: int | None = None, first_page: int = 1
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        self.calls.append((endpoint, start, end, modalidade, first_page))
+        assert endpoint == "contratacoes"
+        assert modalidade is not None
+        days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+        records = [
+            raw_contratacao(day.toordinal() % 10_000 * 1000 + modalidade * 100 + i, day, modalidade)
+            for day in days
+            for i in range(self.pages_per_day * self.per_page)
+        ]
+        total = (len(records) + self.per_page - 1) // self.per_page
+        for page in range(first_page, total + 1):
+            if self.fail_after is not None and self.served == self.fail_after:
+                self.fail_after = None
+                raise TimeoutError("PNCP timeout after retries")
+            self.served += 1
+            yield page, records[(page - 1) * self.per_page : page * self.per_page]
+
+
+def pncp_settings(**overrides: Any) -> Any:
+    return load_settings(pncp_modalidades="8,9", pncp_window_days=2, **overrides)
+
+
+def test_crash_mid_window_then_resume_stores_everything_once(engine: Engine) -> None:
+    settings = pncp_settings()
+    start, end = date(2025, 1, 1), date(2025, 1, 3)  # windows [1-2] and [3]
+    crashing = FakePncp(fail_after=7)  # window 1: 6 pages per modalidade; fails on modalidade 9, page 2
+    with pytest.raises(IngestFailed, match="PNCP timeout"):
+        ingest_pncp(engine, settings, start, end, crashing, endpoints=["contratacoes"])
+    assert counts(engine)[0] == 7 * 4
+    with engine.connect() as connection:
+        mark = connection.execute(select(WatermarkRow)).one()
+    assert mark.cursor == {"window": ["2025-01-01", "2025-01-02"], "modalidade": 9, "page": 1}
+
+    resumed = FakePncp()
+    stats = ingest_pncp(engine, settings, start, end, resumed, endpoints=["contratacoes"])
+    # Resumes inside window 1 at modalidade 9, page 2; modalidade 8 of that window is not fetched again.
+    assert resumed.calls[0] == ("contratacoes", start, date(2025, 1, 2), 9, 2)
+    assert [call[3:] for call in resumed.calls[1:]] == [(8, 1), (9, 1)]
+    total = 2 * (2 + 1) * 3 * 4  # modalidades x days x pages x records
+    assert counts(engine)[0] == total
+    assert stats.ingested == total - 7 * 4
+    with engine.connect() as connection:
+        distinct = connection.scalar(select(func.count(func.distinct(RecordRow.control_number))))
+        mark = connection.execute(select(WatermarkRow)).one()
+    assert distinct == total
+    assert (mark.position, mark.cursor) == (datetime(2025, 1, 4), None)
+
+
+def test_incremental_runs_start_from_the_watermark_minus_the_overlap(engine: Engine) -> None:
+    settings = pncp_settings(pncp_overlap_minutes=90)
+    with transaction(engine) as session:
+        session.add(WatermarkRow(source="pncp:contratacoes", position=datetime(2025, 1, 5, 1, 0)))
+    client = FakePncp(pages_per_day=1)
+    stats = ingest_pncp(engine, settings, end=date(2025, 1, 6), client=client, endpoints=["contratacoes"])
+    # 01:00 minus 90 minutes falls on the 4th: that day is fetched again, idempotently.
+    assert {call[1] for call in client.calls} == {date(2025, 1, 4), date(2025, 1, 6)}
+    assert stats.ingested == 2 * 3 * 4
+    with engine.connect() as connection:
+        position = connection.scalar(select(WatermarkRow.position))
+        run = connection.execute(select(IngestionRunRow)).one()
+    assert position == datetime(2025, 1, 7)
+    assert (run.source, run.status, run.window_start) == ("pncp", "succeeded", datetime(2025, 1, 4))
