@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -31,7 +31,7 @@ class SupplierConcentration(Indicator):
     )
     severity = Severity.MEDIUM
     scope = "buyer"
-    defaults = {"min_share": 0.5, "min_awards": 3}
+    defaults: ClassVar[Mapping[str, Any]] = {"min_share": 0.5, "min_awards": 3}
     needs = ("modalidade_id", "buyer_cnpj", "supplier_id", "value", "signed_at", "year")
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:

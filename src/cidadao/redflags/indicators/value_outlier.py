@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -34,7 +34,7 @@ class ValueOutlier(Indicator):
     )
     severity = Severity.MEDIUM
     scope = "global"
-    defaults = {
+    defaults: ClassVar[Mapping[str, Any]] = {
         "z_threshold": 3.5,
         "tukey_k": 1.5,
         "min_peers": 20,
