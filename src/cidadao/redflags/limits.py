@@ -24,6 +24,7 @@ from typing import Literal
 
 import polars as pl
 
+from cidadao.domain.records import MODALIDADE_DISPENSA
 from cidadao.redflags.objects import normalise_text
 
 Inciso = Literal["I", "II"]
@@ -97,3 +98,30 @@ def legal_citation(inciso: str, act: str, doubled: bool = False) -> str:
     """`Lei 14.133/2021, art. 75, II; Decreto 12.343/2024` (the act only when it is a decree)."""
     base = f"{LAW}, art. 75, {inciso}" + (", c/c §2º" if doubled else "")
     return base if act == LAW else f"{base}; {act}"
+
+
+def reference_year() -> pl.Expr:
+    """Year whose limits apply to a contratação: of its PNCP publication, else its anoCompra."""
+    return pl.coalesce(pl.col("published_at").dt.year().cast(pl.Int64), pl.col("year"))
+
+
+def with_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.DataFrame:
+    """Dispensas by value (modalidade 8, art. 75 I or II) with inciso, limit_year, doubled, limit and act.
+
+    `limit` and `act` are null when the table has no row for the year (or the year is unknown).
+    """
+    dispensas = contratacoes.filter(pl.col("modalidade_id") == MODALIDADE_DISPENSA).with_columns(
+        inciso_expr().alias("inciso"),
+        reference_year().alias("limit_year"),
+        doubled_expr(doubled_cnpjs).alias("doubled"),
+    )
+    by_value = dispensas.filter(pl.col("inciso").is_in(["I", "II"]))
+    joined = by_value.join(
+        limits_frame().rename({"year": "limit_year"}),
+        on=["limit_year", "inciso"],
+        how="left",
+        maintain_order="left",
+    )
+    limit = pl.col("limit")
+    doubled = pl.when(pl.col("doubled")).then(limit * 2).otherwise(limit)
+    return joined.with_columns(doubled.round(2).alias("limit"))

@@ -44,3 +44,14 @@ def link(kind: RecordKind | str, cnpj: Any, year: Any, sequence: Any) -> str | N
 def iso(value: date | datetime | None) -> str | None:
     """Dates in evidence are ISO strings (JSON-serialisable)."""
     return value.isoformat() if value is not None else None
+
+
+def document(ni: str | None) -> str:
+    """A CNPJ as 11.222.333/0001-81; a CPF masked as the Portal da Transparência shows it (***.222.333-**)."""
+    if not ni:
+        return "(não informado)"
+    if len(ni) == 14:
+        return f"{ni[:2]}.{ni[2:5]}.{ni[5:8]}/{ni[8:12]}-{ni[12:]}"
+    if len(ni) == 11 and ni.isdigit():
+        return f"***.{ni[3:6]}.{ni[6:9]}-**"
+    return ni

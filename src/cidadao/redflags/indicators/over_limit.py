@@ -1,0 +1,130 @@
+"""1 over_limit: a dispensa by value at or above the art. 75 limit in force for its year."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import polars as pl
+
+from cidadao.domain.records import Finding, RecordKind, Severity
+from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
+from cidadao.redflags.limits import legal_citation, with_limits
+from cidadao.redflags.text import cents, link, money
+
+
+def _value_source() -> pl.Expr:
+    return (
+        pl.when(pl.col("value_homologated") > 0)
+        .then(pl.lit("valorTotalHomologado"))
+        .otherwise(pl.lit("valorTotalEstimado"))
+    )
+
+
+@register
+class OverLimit(Indicator):
+    id = "over_limit"
+    version = "1"
+    title = "Dispensa acima do limite legal"
+    description = (
+        "Dispensa de licitação por valor (art. 75, I ou II) com valor igual ou superior ao limite vigente no "
+        "ano; crítica a partir do dobro do limite. Contratos são verificados pelo valor global quando a "
+        "contratação não foi sinalizada."
+    )
+    legal_basis = "Lei 14.133/2021, art. 75, I e II"
+    reference = "Lei 14.133/2021, art. 75, I e II, §2º; art. 182 e decretos anuais de atualização dos valores"
+    severity = Severity.HIGH
+    scope = "record"
+    defaults: ClassVar[Mapping[str, Any]] = {"critical_ratio": 2.0, "doubled_cnpjs": []}
+    needs = ("modalidade_id", "amparo_name", "amparo_code", "value", "published_at", "year", "buyer_name")
+
+    def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
+        population = with_limits(data.contratacoes, list(params["doubled_cnpjs"]))
+        usable = population.filter(pl.col("value").is_not_null() & pl.col("limit").is_not_null())
+        purchases = usable.with_columns(_value_source().alias("value_source")).filter(
+            pl.col("value") >= pl.col("limit")
+        )
+        contracts = self._contracts(data, usable, purchases)
+        findings = [
+            *self._findings(purchases, RecordKind.CONTRATACAO, params),
+            *self._findings(contracts, RecordKind.CONTRATO, params),
+        ]
+        return RuleResult(
+            findings=findings,
+            skipped=population.height - usable.height,
+            meta={
+                "population": population.height,
+                "flagged_contratacoes": purchases.height,
+                "flagged_contratos": contracts.height,
+                "critical_ratio": params["critical_ratio"],
+            },
+        )
+
+    @staticmethod
+    def _contracts(data: Dataset, usable: pl.DataFrame, purchases: pl.DataFrame) -> pl.DataFrame:
+        """Contratos above the limit of their dispensa, when the dispensa itself was not flagged."""
+        parents = usable.filter(
+            ~pl.col("control_number").is_in(purchases["control_number"].implode())
+        ).select(
+            pl.col("control_number").alias("purchase_control_number"),
+            "inciso",
+            "limit_year",
+            "doubled",
+            "limit",
+            "act",
+            pl.col("value").alias("purchase_value"),
+        )
+        contratos = data.contratos.drop("modalidade_id", "amparo_code", "amparo_name", strict=False)
+        return (
+            contratos.join(parents, on="purchase_control_number", how="inner")
+            .filter(pl.col("value").is_not_null() & (pl.col("value") >= pl.col("limit")))
+            .with_columns(pl.lit("valorGlobal").alias("value_source"))
+        )
+
+    def _findings(self, rows: pl.DataFrame, kind: RecordKind, params: Mapping[str, Any]) -> list[Finding]:
+        findings = []
+        for row in rows.iter_rows(named=True):
+            value, limit = row["value"], row["limit"]
+            ratio = value / limit
+            critical = ratio >= params["critical_ratio"]
+            citation = legal_citation(row["inciso"], row["act"], row["doubled"])
+            relation = "igual ao" if cents(value) == cents(limit) else "acima do"
+            subject = (
+                f"Dispensa de {money(value)}"
+                if kind is RecordKind.CONTRATACAO
+                else f"Contrato de dispensa com valor global de {money(value)}"
+            )
+            evidence: dict[str, Any] = {
+                "value": cents(value),
+                "value_source": row["value_source"],
+                "limit": cents(limit),
+                "limit_year": row["limit_year"],
+                "inciso": row["inciso"],
+                "doubled": row["doubled"],
+                "act": row["act"],
+                "ratio": round(ratio, 4),
+                "buyer_cnpj": row["buyer_cnpj"],
+                "unit_code": row["unit_code"],
+                "link": link(kind, row["buyer_cnpj"], row["year"], row["sequence"]),
+            }
+            if kind is RecordKind.CONTRATO:
+                evidence["purchase"] = row["purchase_control_number"]
+                evidence["purchase_value"] = (
+                    None if row["purchase_value"] is None else cents(row["purchase_value"])
+                )
+            findings.append(
+                Finding(
+                    rule=self.id,
+                    rule_version=self.version,
+                    record=row["control_number"],
+                    severity=Severity.CRITICAL if critical else Severity.HIGH,
+                    score=round(min(1.0, 0.6 + 0.4 * min(1.0, ratio - 1.0)), 3),
+                    message=(
+                        f"{subject} {relation} limite de {money(limit)} vigente em {row['limit_year']} "
+                        f"({citation})"
+                    ),
+                    evidence=evidence,
+                    legal_basis=citation,
+                )
+            )
+        return findings
