@@ -1,0 +1,145 @@
+"""`/v1/records/{numeroControlePNCP}`: one contratação or contrato, its raw JSON, links and findings."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel
+from sqlalchemy import Connection, func, or_, select
+from starlette.responses import Response
+
+from cidadao.api.deps import ConnectionDep, Reader
+from cidadao.api.errors import ApiError
+from cidadao.api.responses import json_response, money
+from cidadao.domain.records import RecordKind, pncp_link
+from cidadao.store.models import FindingRow, RecordRow
+
+router = APIRouter(tags=["records"])
+
+CONTROL_NUMBER = r"^[0-9A-Za-z./-]{1,64}$"
+RECORD_VALUE = func.coalesce(RecordRow.value_global, RecordRow.value_homologated, RecordRow.value_estimated)
+_SUMMARY_COLUMNS = (
+    RecordRow.control_number,
+    RecordRow.kind,
+    RecordRow.purchase_control_number,
+    RecordRow.buyer_cnpj,
+    RecordRow.buyer_name,
+    RecordRow.uf,
+    RecordRow.municipality,
+    RecordRow.year,
+    RecordRow.sequence,
+    RecordRow.modalidade_id,
+    RecordRow.modalidade_name,
+    RecordRow.amparo_name,
+    RecordRow.object,
+    RECORD_VALUE.label("value"),
+    RecordRow.published_at,
+    RecordRow.signed_at,
+    RecordRow.supplier_id,
+    RecordRow.supplier_name,
+)
+
+
+class RecordSummary(BaseModel):
+    control_number: str
+    kind: str
+    purchase_control_number: str | None
+    buyer_cnpj: str | None
+    buyer_name: str | None
+    uf: str | None
+    municipality: str | None
+    year: int | None
+    sequence: int | None
+    modalidade_id: int | None
+    modalidade_name: str | None
+    amparo_name: str | None
+    object: str | None
+    value: float | None
+    published_at: str | None  # as published, Brasília local time without offset
+    signed_at: date | None
+    supplier_id: str | None
+    supplier_name: str | None
+    link: str | None
+
+
+class RecordFinding(BaseModel):
+    id: int
+    rule: str
+    severity: str
+    score: float
+    status: str
+    message: str
+
+
+class RecordDetail(RecordSummary):
+    raw: dict[str, Any]
+    warnings: list[str] | None
+    related: list[RecordSummary]
+    findings: list[RecordFinding]
+
+
+def summary(row: Any) -> dict[str, Any]:
+    item = dict(row._mapping)
+    item["value"] = money(item["value"])
+    published: datetime | None = item["published_at"]
+    item["published_at"] = published.isoformat() if published else None
+    cnpj, year, sequence = item["buyer_cnpj"], item["year"], item["sequence"]
+    kind = item["kind"]
+    item["link"] = (
+        pncp_link(RecordKind(kind), cnpj, year, sequence)
+        if cnpj and year and sequence and kind in RecordKind._value2member_map_
+        else None
+    )
+    return item
+
+
+def related_records(
+    connection: Connection, control_number: str, purchase: str | None
+) -> list[dict[str, Any]]:
+    """The contratação of a contrato and its sibling contratos, or the contratos of a contratação."""
+    conditions = [RecordRow.purchase_control_number == control_number]
+    if purchase:
+        conditions += [RecordRow.control_number == purchase, RecordRow.purchase_control_number == purchase]
+    query = (
+        select(*_SUMMARY_COLUMNS)
+        .where(or_(*conditions), RecordRow.control_number != control_number)
+        .order_by(RecordRow.id)
+        .limit(50)
+    )
+    return [summary(row) for row in connection.execute(query)]
+
+
+def record_summaries(connection: Connection, control_numbers: list[str]) -> list[dict[str, Any]]:
+    query = select(*_SUMMARY_COLUMNS).where(RecordRow.control_number.in_(control_numbers))
+    return [summary(row) for row in connection.execute(query)]
+
+
+@router.get("/records/{control_number:path}", response_model=RecordDetail, summary="One PNCP record")
+def get_record(
+    control_number: Annotated[
+        str, Path(pattern=CONTROL_NUMBER, description="numeroControlePNCP, e.g. 00394460000141-1-000123/2024")
+    ],
+    connection: ConnectionDep,
+    _principal: Reader,
+) -> Response:
+    row = connection.execute(
+        select(*_SUMMARY_COLUMNS, RecordRow.raw, RecordRow.warnings).where(
+            RecordRow.control_number == control_number
+        )
+    ).first()
+    if row is None:
+        raise ApiError(404, f"record {control_number} not found", param="control_number", location="path")
+    item = summary(row)
+    item["related"] = related_records(connection, control_number, item["purchase_control_number"])
+    findings = select(
+        FindingRow.id,
+        FindingRow.rule,
+        FindingRow.severity,
+        FindingRow.score,
+        FindingRow.status,
+        FindingRow.message,
+    ).where(FindingRow.record == control_number)
+    item["findings"] = [dict(f._mapping) for f in connection.execute(findings.order_by(FindingRow.id))]
+    return json_response(item)
