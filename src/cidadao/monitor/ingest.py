@@ -57,6 +57,11 @@ class IngestStats:
     changed: list[str] = field(default_factory=list)
     run_id: int | None = None
 
+    def add(self, other: IngestStats) -> None:
+        for name, value in other.counts().items():
+            setattr(self, name, getattr(self, name) + value)
+        self.changed += other.changed
+
     def counts(self) -> dict[str, int]:
         return {
             "fetched": self.fetched,
@@ -176,9 +181,7 @@ def store_batch(
         # A value the database refuses (too long, out of range) must not sink its whole batch.
         with transaction(engine) as session:
             batch = _write(session, source, records, rejections, run_id, len(raws), after, isolate=True)
-    for name, value in batch.counts().items():
-        setattr(stats, name, getattr(stats, name) + value)
-    stats.changed += batch.changed
+    stats.add(batch)
 
 
 def _write(

@@ -339,3 +339,20 @@ def save_findings(session: Session, findings: Iterable[Finding], run_id: int | N
         .returning(FindingRow.id)
     )
     return list(session.scalars(stmt, rows))
+
+
+def record_summary(session: Session) -> list[tuple[str, int | None, str | None, str | None, int]]:
+    """Stored records by kind, modalidade and UF, largest groups first: (kind, id, name, uf, count)."""
+    count = func.count().label("records")
+    rows = session.execute(
+        select(
+            RecordRow.kind,
+            RecordRow.modalidade_id,
+            func.max(RecordRow.modalidade_name),
+            RecordRow.uf,
+            count,
+        )
+        .group_by(RecordRow.kind, RecordRow.modalidade_id, RecordRow.uf)
+        .order_by(count.desc(), RecordRow.kind, RecordRow.uf)
+    )
+    return [(kind, modalidade, name, uf, int(total)) for kind, modalidade, name, uf, total in rows]
