@@ -8,10 +8,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from cidadao.config import load_settings
+from cidadao.data import sample_paths
 from cidadao.domain.records import Rejection
-from cidadao.monitor.ingest import IngestFailed, ingest_pncp, ingest_raw
+from cidadao.monitor.ingest import IngestFailed, ingest_file, ingest_pncp, ingest_raw
+from cidadao.sources.files import read_records
 from cidadao.store.db import engine_for, transaction, upgrade
-from cidadao.store.models import IngestionRunRow, QuarantineRow, RecordRow, WatermarkRow
+from cidadao.store.models import BuyerRow, IngestionRunRow, QuarantineRow, RecordRow, WatermarkRow
 
 
 def raw_contratacao(number: int, day: date = date(2025, 1, 2), modalidade: int = 8) -> dict[str, Any]:
@@ -188,3 +190,38 @@ def test_incremental_runs_start_from_the_watermark_minus_the_overlap(engine: Eng
         run = connection.execute(select(IngestionRunRow)).one()
     assert position == datetime(2025, 1, 7)
     assert (run.source, run.status, run.window_start) == ("pncp", "succeeded", datetime(2025, 1, 4))
+
+
+def table_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return {
+            table.__tablename__: int(connection.scalar(select(func.count()).select_from(table)) or 0)
+            for table in (RecordRow, BuyerRow, QuarantineRow)
+        }
+
+
+def test_shipped_sample_twice_then_one_changed_date_updates_exactly_one_row(engine: Engine) -> None:
+    path = sample_paths().contratacoes
+    first = ingest_file(engine, path)
+    assert (first.fetched, first.ingested, first.quarantined) == (89, 89, 0)
+    after_first = table_counts(engine)
+    assert after_first == {"records": 89, "buyers": 64, "quarantine": 0}
+    with transaction(engine) as session:
+        session.execute(RecordRow.__table__.update().values(needs_analysis=False))
+
+    second = ingest_file(engine, path)
+    assert (second.ingested, second.updated, second.unchanged) == (0, 0, 89)
+    assert table_counts(engine) == after_first
+
+    raws = list(read_records(path))
+    target = raws[10]
+    assert isinstance(target, dict)
+    raws[10] = {**target, "dataAtualizacao": "2025-01-20T10:00:00"}
+    third = ingest_raw(engine, "file", raws)
+    assert (third.ingested, third.updated, third.unchanged) == (0, 1, 88)
+    assert table_counts(engine) == after_first
+    with engine.connect() as connection:
+        flagged = connection.execute(
+            select(RecordRow.control_number, RecordRow.source_updated_at).where(RecordRow.needs_analysis)
+        ).all()
+    assert flagged == [(target["numeroControlePNCP"], datetime(2025, 1, 20, 10, 0))]
