@@ -18,7 +18,8 @@ from cidadao.store.models import FindingRow, RecordRow
 SCHEMA_VERSION = "1"
 LOCAL_TZ = ZoneInfo("America/Sao_Paulo")
 
-SEVERITY_LABELS = {"low": "baixa", "medium": "média", "high": "alta", "critical": "crítica"}
+SEVERITY_LABELS = {"low": "baixa", "medium": "média", "high": "alta", "critical": "crítica"}  # a severidade
+RISK_LABELS = {"low": "baixo", "medium": "médio", "high": "alto", "critical": "crítico"}  # o risco
 SEVERITY_COLOURS = {"critical": 0xDC3545, "high": 0xFD7E14, "medium": 0xFFC107, "low": 0x28A745}
 
 # numeroControlePNCP: CNPJ-<1 contratação | 2 contrato>-sequence/year

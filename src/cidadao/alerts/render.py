@@ -7,7 +7,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from cidadao.alerts.payload import SEVERITY_LABELS, brl, local_time
+from cidadao.alerts.payload import RISK_LABELS, SEVERITY_LABELS, brl, local_time
 from cidadao.alerts.security import one_line
 
 _TEMPLATES = {
@@ -41,12 +41,12 @@ def buyer_label(item: dict[str, Any]) -> str:
 _env.filters["buyer"] = buyer_label
 
 
-def subject(payload: dict[str, Any]) -> str:
+def subject(payload: dict[str, Any], prefix: bool = True) -> str:
     data = payload["data"]
     kind = payload["type"]
     if kind == "finding.created":
         finding = data["finding"]
-        label = SEVERITY_LABELS.get(finding["severity"], finding["severity"])
+        label = RISK_LABELS.get(finding["severity"], finding["severity"])
         text = f"Risco {label}: {finding['rule']} — {buyer_label(finding)}"
     elif kind == "findings.grouped":
         text = f"{data['count']} alertas para {buyer_label(data['buyer'])}"
@@ -59,7 +59,7 @@ def subject(payload: dict[str, Any]) -> str:
             text = "Resumo: nenhuma anomalia crítica no período"
     else:
         text = "Alerta de teste"
-    return one_line(f"[Cidadão.AI] {text}", 200)
+    return one_line(f"[Cidadão.AI] {text}" if prefix else text, 200)
 
 
 def render(payload: dict[str, Any], fmt: str) -> str:

@@ -83,7 +83,9 @@ def _lines(findings: list[dict[str, Any]], room: int) -> str:
 
 def _finding_embed(finding: dict[str, Any]) -> dict[str, Any]:
     embed: dict[str, Any] = {
-        "title": safe(subject({"type": "finding.created", "data": {"finding": finding}}), LIMITS["title"]),
+        "title": safe(
+            subject({"type": "finding.created", "data": {"finding": finding}}, prefix=False), LIMITS["title"]
+        ),
         "description": safe(finding["message"], LIMITS["description"]),
         "color": SEVERITY_COLOURS.get(finding["severity"], SEVERITY_COLOURS["low"]),
         "fields": [
@@ -140,7 +142,7 @@ def embeds_for(payload: dict[str, Any]) -> list[dict[str, Any]]:
     kind = payload["type"]
     if kind == "finding.created":
         return [_finding_embed(data["finding"])]
-    title = safe(subject(payload), LIMITS["title"])
+    title = safe(subject(payload, prefix=False), LIMITS["title"])
     if kind == "findings.grouped":
         return [
             {
