@@ -1,0 +1,118 @@
+"""The monitor: one service that tasks, the CLI and the API call for a source and a window.
+
+A pass = ingest (fetch, validate, quarantine, upsert; incremental by watermark with overlap) -> analyse what
+changed and the peer groups it touches -> findings + alert outbox rows + cleared flags + run counters in one
+transaction -> dispatch the outbox. Every step is idempotent, so a pass killed at any point and run again
+leaves each record, finding and alert exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from cidadao.alerts.dispatcher import dispatch_due
+from cidadao.config import Settings
+from cidadao.logs import get_logger
+from cidadao.monitor.analysis import AnalysisStats, analyse_changed, analyse_global, analyse_party
+from cidadao.monitor.ingest import ENDPOINTS, IngestFailed, IngestStats, PageClient, ingest_file, ingest_pncp
+from cidadao.store.db import transaction
+from cidadao.store.models import RecordRow
+from cidadao.store.repositories import finish_run, start_run
+
+log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class PassResult:
+    run_id: int | None = None
+    ingest: dict[str, int] = field(default_factory=dict)
+    analysis: dict[str, int] = field(default_factory=dict)
+    global_analysis: dict[str, int] = field(default_factory=dict)
+    dispatch: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "ingest": self.ingest,
+            "analysis": self.analysis,
+            "global_analysis": self.global_analysis,
+            "dispatch": self.dispatch,
+        }
+
+
+def run_pass(
+    engine: Engine,
+    settings: Settings,
+    *,
+    files: Sequence[Path] = (),
+    endpoints: Sequence[str] = ENDPOINTS,
+    start: date | None = None,
+    end: date | None = None,
+    client: PageClient | None = None,
+    include_global: bool = False,
+    dispatch: bool = True,
+) -> PassResult:
+    """One whole pass. With `files`, records are read from them as if fetched; otherwise from PNCP
+    (incremental by watermark, or the dates [start, end] when `start` is given)."""
+    result = PassResult()
+    source = "file" if files else "pncp"
+    with transaction(engine) as session:
+        run_id = start_run(session, source)
+    result.run_id = run_id
+    stats = IngestStats()
+    try:
+        if files:
+            for path in files:
+                _add(stats, ingest_file(engine, path, run=run_id))
+        else:
+            stats = ingest_pncp(engine, settings, start, end, client, endpoints=endpoints, run=run_id)
+        analysis = analyse_changed(engine, settings, run_id)
+        global_stats = analyse_global(engine, settings, run_id) if include_global else AnalysisStats()
+    except BaseException as error:
+        cause = error.__cause__ if isinstance(error, IngestFailed) and error.__cause__ else error
+        try:
+            with transaction(engine) as session:
+                finish_run(session, run_id, "failed", f"{type(cause).__name__}: {cause}"[:2000])
+        except Exception:
+            log.warning("could not mark run failed", run_id=run_id, exc_info=True)
+        raise
+    with transaction(engine) as session:
+        finish_run(session, run_id, "succeeded")
+    result.ingest = stats.counts()
+    result.analysis = analysis.as_dict()
+    result.global_analysis = global_stats.as_dict()
+    if dispatch:
+        result.dispatch = dispatch_due(engine, settings, limit=1000).as_dict()
+    log.info(
+        "monitor pass finished", **{k: v for k, v in result.as_dict().items() if k != "run_id"}, run_id=run_id
+    )
+    return result
+
+
+def _add(total: IngestStats, part: IngestStats) -> None:
+    for name, value in part.counts().items():
+        setattr(total, name, getattr(total, name) + value)
+    total.changed += part.changed
+
+
+def investigate(engine: Engine, settings: Settings, kind: str, target: dict[str, Any]) -> dict[str, Any]:
+    """Analyse one buyer, one supplier, or (fetching it first) one window of dates, now."""
+    if kind == "window":
+        passed = run_pass(
+            engine, settings, start=date.fromisoformat(target["start"]), end=date.fromisoformat(target["end"])
+        )
+        return passed.as_dict()
+    if kind == "buyer":
+        stats = analyse_party(engine, settings, RecordRow.buyer_cnpj == target["cnpj"])
+    elif kind == "supplier":
+        stats = analyse_party(engine, settings, RecordRow.supplier_id == target["supplier_id"])
+    else:
+        raise ValueError(f"unknown investigation kind {kind!r}")
+    dispatched = dispatch_due(engine, settings, limit=1000).as_dict()
+    return {"records": stats.changed, "analysis": stats.as_dict(), "dispatch": dispatched}

@@ -1,0 +1,112 @@
+"""The Celery application: broker, queues, reliability settings and the beat schedule.
+
+Broker: REDIS_URL, or with no Redis the embedded kombu SQLAlchemy transport on a SQLite file (nothing beyond
+pip). Results are not stored: every task records its outcome in the database (job_runs, investigations).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import setup_logging, worker_process_init, worker_ready
+from kombu import Exchange, Queue
+
+from cidadao.config import Settings, get_settings
+from cidadao.logs import configure_logging
+from cidadao.monitor.jobs import INVESTIGATE_TASK, JOBS, PRIORITY
+from cidadao.monitor.jobs import Queue as JobQueue
+
+TASK_MODULES = ["cidadao.worker.tasks"]
+
+
+def broker_url(settings: Settings) -> str:
+    return settings.redis_url or settings.embedded_broker_url
+
+
+def task_routes() -> dict[str, dict[str, Any]]:
+    routes = {job.task: {"queue": job.queue.value, "priority": PRIORITY[job.queue]} for job in JOBS.values()}
+    routes[INVESTIGATE_TASK] = {"queue": JobQueue.CRITICAL.value, "priority": PRIORITY[JobQueue.CRITICAL]}
+    return routes
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    url = broker_url(settings)
+    exchange = Exchange("cidadao", type="direct")
+    transport: dict[str, Any] = {"visibility_timeout": settings.broker_visibility_timeout_seconds}
+    if url.startswith(("redis://", "rediss://")):
+        # Poll queues in the order given (critical first) and honour message priorities within a queue.
+        transport |= {"queue_order_strategy": "priority", "priority_steps": list(range(11)), "sep": ":"}
+        transport |= {"socket_keepalive": True, "health_check_interval": 10, "socket_timeout": 30}
+    return {
+        "broker_url": url,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,  # keep reconnecting after broker loss, never give up
+        "broker_channel_error_retry": True,
+        "broker_heartbeat": 10,
+        "task_queues": [
+            Queue(queue.value, exchange, routing_key=queue.value, queue_arguments={"x-max-priority": 10})
+            for queue in JobQueue
+        ],
+        "task_default_queue": JobQueue.DEFAULT.value,
+        "task_default_exchange": "cidadao",
+        "task_default_routing_key": JobQueue.DEFAULT.value,
+        "task_default_priority": PRIORITY[JobQueue.DEFAULT],
+        "task_routes": task_routes(),
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,  # redelivered; job_runs.attempts bounds how often
+        "task_acks_on_failure_or_timeout": True,
+        "task_soft_time_limit": settings.task_soft_time_limit_seconds,
+        "task_time_limit": settings.task_time_limit_seconds,
+        "worker_prefetch_multiplier": 1,
+        "worker_max_tasks_per_child": 1000,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_direct": True,  # a queue per worker, used by its own liveness probe
+        "worker_send_task_events": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "beat_max_loop_interval": 5,
+        "beat_scheduler": "cidadao.worker.beat:SingletonScheduler",
+    }
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("cidadao", include=TASK_MODULES)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def _logging(**_: Any) -> None:
+    # Plain stdlib logging under structlog's formatter; Celery keeps its hands off the root logger.
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+
+def _fresh_pools(**_: Any) -> None:
+    # Pool children must not share the parent's database sockets.
+    from cidadao.store.db import engine_for
+
+    engine_for(get_settings().effective_database_url).dispose(close=False)
+
+
+def _start_probe(sender: Any = None, **_: Any) -> None:
+    from cidadao.worker.heartbeat import start_watchdog
+
+    start_watchdog(sender)
+
+
+# weak=False: the receivers are module functions, kept alive anyway.
+setup_logging.connect(_logging, weak=False)
+worker_process_init.connect(_fresh_pools, weak=False)
+worker_ready.connect(_start_probe, weak=False)
+
+celery_app = create_celery()
