@@ -49,6 +49,6 @@ def holidays_between(first_year: int, last_year: int) -> list[date]:
 
 
 def business_days_after(start: pl.Expr, end: pl.Expr, holidays: list[date]) -> pl.Expr:
-    """Business days in (start, end] of Date expressions: art. 183 excludes the first day, includes the last."""
+    """Business days in (start, end] of Date expressions (art. 183: first day excluded, last included)."""
     one_day = pl.duration(days=1)
     return pl.business_day_count(start + one_day, end + one_day, holidays=holidays)
