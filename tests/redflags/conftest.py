@@ -116,8 +116,9 @@ def check_finding() -> Callable[[Finding], None]:
             "rule", "rule_version", "record", "severity", "score", "message", "evidence", "legal_basis",
         }  # fmt: skip
         assert 0.0 <= finding.score <= 1.0
-        assert finding.message.endswith((")", "."))
-        assert finding.message.count(". ") == 0, "one sentence"
+        assert finding.message
+        assert "\n" not in finding.message
+        assert ". " not in finding.message, "one sentence"
         orjson.dumps(finding.evidence)
 
     return check
