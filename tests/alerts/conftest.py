@@ -25,7 +25,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
 
 from cidadao.domain.records import Finding, Severity
-from cidadao.store.db import transaction
+from cidadao.store.db import engine_for, transaction, upgrade
 from cidadao.store.models import RecordRow
 from cidadao.store.repositories import save_findings
 
@@ -210,8 +210,7 @@ def make_finding(
 AddFindings = Callable[..., list[int]]
 
 
-@pytest.fixture
-def add_findings(engine: Engine) -> AddFindings:
+def findings_adder(engine: Engine) -> AddFindings:
     """Store findings through the store's save_findings; returns the newly inserted ids."""
 
     def add(*findings: Finding) -> list[int]:
@@ -219,3 +218,15 @@ def add_findings(engine: Engine) -> AddFindings:
             return save_findings(session, findings, None)
 
     return add
+
+
+@pytest.fixture
+def add_findings(engine: Engine) -> AddFindings:
+    return findings_adder(engine)
+
+
+@pytest.fixture
+def add_findings_pg(pg_url: str) -> AddFindings:
+    """For PostgreSQL-only tests: migrates the fresh schema first."""
+    upgrade(pg_url)
+    return findings_adder(engine_for(pg_url))
