@@ -3,7 +3,8 @@
 Results must be JSON-serialisable (what source APIs return); they come back as JSON types (tuples as lists).
 A failing cache never fails the call: errors are counted and the function runs. A first parameter named
 `self` or `cls` is left out of the key, so methods of different client instances share entries.
-Hits, misses and errors are exported to Prometheus (cidadao_cache_requests_total, cidadao_cache_hit_ratio).
+Hits, misses and errors are exported to Prometheus (cidadao_cache_requests_total, cidadao_cache_hit_ratio);
+with Redis they are also tallied there, so the API's /metrics shows the ratio of the workers' source calls.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = get_logger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
+SHARED_STATS_KEY = "cidadao:cache:stats"
 REQUESTS = Counter("cidadao_cache_requests", "Source cache lookups", ["name", "result"])
 _tally: Tally[tuple[str, str]] = Tally()  # same figures as REQUESTS, readable without parsing metrics
 _tally_lock = threading.Lock()
@@ -68,6 +70,7 @@ Gauge("cidadao_cache_hit_ratio", "Source cache hits / lookups since start").set_
 class Backend(Protocol):
     def get(self, key: str) -> bytes | None: ...
     def set(self, key: str, value: bytes, ttl: int) -> None: ...
+    def record(self, name: str, result: str) -> None: ...
 
 
 class MemoryBackend:
@@ -96,6 +99,9 @@ class MemoryBackend:
             while len(self._data) > self._max:
                 self._data.popitem(last=False)
 
+    def record(self, name: str, result: str) -> None:
+        """Nothing to share: in-process figures are the Prometheus counters."""
+
 
 class RedisBackend:
     def __init__(self, url: str) -> None:
@@ -108,6 +114,23 @@ class RedisBackend:
 
     def set(self, key: str, value: bytes, ttl: int) -> None:
         self._redis.set(key, value, ex=ttl)
+
+    def record(self, name: str, result: str) -> None:
+        self._redis.hincrby(SHARED_STATS_KEY, f"{name}|{result}", 1)
+
+
+def shared_stats(url: str) -> dict[tuple[str, str], int]:
+    """Lookups tallied in Redis by every process, as {(function, hit|miss|error): count}."""
+    client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        raw = cast(dict[bytes, bytes], client.hgetall(SHARED_STATS_KEY))
+    finally:
+        client.close()
+    out: dict[tuple[str, str], int] = {}
+    for field, count in raw.items():
+        name, _, result = field.decode().rpartition("|")
+        out[(name, result)] = int(count)
+    return out
 
 
 _backends: dict[str | None, Backend] = {}
@@ -136,17 +159,20 @@ def _key_builder(func: Callable[..., Any], name: str) -> Callable[[tuple[Any, ..
 
 
 def _lookup(name: str, key: str) -> tuple[bool, Any]:
+    store = backend()
     try:
-        raw = backend().get(key)
+        raw = store.get(key)
     except Exception as error:
         _count(name, "error")
         log.warning("cache_get_failed", cache=name, error=str(error))
         return False, None
-    if raw is None:
-        _count(name, "miss")
-        return False, None
-    _count(name, "hit")
-    return True, orjson.loads(raw)
+    result = "miss" if raw is None else "hit"
+    _count(name, result)
+    try:
+        store.record(name, result)
+    except Exception as error:  # statistics are best effort
+        log.debug("cache_record_failed", cache=name, error=str(error))
+    return (False, None) if raw is None else (True, orjson.loads(raw))
 
 
 def _store(name: str, key: str, value: Any, ttl: int) -> None:

@@ -47,12 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.metrics = AppMetrics(engine)
+    app.state.metrics = AppMetrics(engine, settings.redis_url)
     install_error_handlers(app)
 
-    app.include_router(health.router)
-    for module in (findings, records, entities, rules, runs, stats, investigations):
-        app.include_router(module.router, prefix="/v1")
+    # Routers carry their own /v1 prefix, so each route's path is its full template (metrics label).
+    for module in (health, findings, records, entities, rules, runs, stats, investigations):
+        app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

@@ -19,7 +19,7 @@ from cidadao.api.responses import json_response, money
 from cidadao.domain.records import FindingStatus, Severity
 from cidadao.store.models import BuyerRow, FindingRow, RecordRow, SupplierRow
 
-router = APIRouter(tags=["entities"])
+router = APIRouter(prefix="/v1", tags=["entities"])
 
 _OPEN = (FindingStatus.NEW.value, FindingStatus.CONFIRMED.value)
 _RANK = {severity.value: severity.rank for severity in Severity}

@@ -24,7 +24,7 @@ from cidadao.api.responses import json_response, money, utc
 from cidadao.domain.records import FindingStatus, Severity
 from cidadao.store.models import FindingEventRow, FindingRow
 
-router = APIRouter(tags=["findings"])
+router = APIRouter(prefix="/v1", tags=["findings"])
 
 MAX_ID = 2**63 - 1
 RULE_PATTERN = r"^[A-Za-z0-9_.-]{1,48}$"

@@ -16,13 +16,12 @@ from cidadao.api.errors import ApiError
 from cidadao.api.findings import CNPJ_PATTERN, MAX_ID, SUPPLIER_PATTERN
 from cidadao.api.responses import json_response, utc
 from cidadao.logs import get_logger
+from cidadao.monitor.jobs import INVESTIGATE_TASK, Queue
 from cidadao.store.models import InvestigationRow
 
-router = APIRouter(tags=["investigations"])
+router = APIRouter(prefix="/v1", tags=["investigations"])
 log = get_logger(__name__)
 
-TASK_NAME = "cidadao.investigate"
-QUEUE = "critical"
 MAX_WINDOW_DAYS = 366
 
 
@@ -79,7 +78,9 @@ def enqueue(investigation_id: int) -> bool:
         log.warning("investigation_not_enqueued", id=investigation_id, error=str(error))
         return False
     try:
-        celery_app.send_task(TASK_NAME, args=[investigation_id], queue=QUEUE, retry=False)
+        celery_app.send_task(
+            INVESTIGATE_TASK, args=[investigation_id], queue=Queue.CRITICAL.value, retry=False
+        )
     except Exception as error:
         log.warning("investigation_not_enqueued", id=investigation_id, error=str(error))
         return False

@@ -16,6 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
+from cidadao.cache import shared_stats
 from cidadao.logs import get_logger
 from cidadao.store.models import AlertOutboxRow, FindingRow, IngestionRunRow, JobRunRow
 
@@ -86,12 +87,41 @@ class DatabaseCollector(Collector):
         return [findings, runs, outbox, dead]
 
 
-class AppMetrics:
-    """What `/metrics` renders for one app: process metrics plus its database figures."""
+class SharedCacheCollector(Collector):
+    """Source-cache lookups of every process (workers included), tallied in Redis."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, redis_url: str) -> None:
+        self._url = redis_url
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            tally = shared_stats(self._url)
+        except Exception as error:
+            log.warning("metrics_cache_stats_unavailable", error=str(error))
+            return
+        requests = GaugeMetricFamily(
+            "cidadao_cache_shared_requests", "Source cache lookups, all processes", labels=["name", "result"]
+        )
+        for (name, result), count in sorted(tally.items()):
+            requests.add_metric([name, result], count)
+        hits = sum(n for (_, result), n in tally.items() if result == "hit")
+        misses = sum(n for (_, result), n in tally.items() if result == "miss")
+        ratio = GaugeMetricFamily(
+            "cidadao_cache_shared_hit_ratio", "Source cache hits / lookups, all processes"
+        )
+        ratio.add_metric([], hits / (hits + misses) if hits + misses else 0.0)
+        yield requests
+        yield ratio
+
+
+class AppMetrics:
+    """What `/metrics` renders for one app: process metrics plus figures read at scrape time."""
+
+    def __init__(self, engine: Engine, redis_url: str | None = None) -> None:
         self.database = CollectorRegistry(auto_describe=False)
         self.database.register(DatabaseCollector(engine))
+        if redis_url:
+            self.database.register(SharedCacheCollector(redis_url))
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -16,7 +16,7 @@ from cidadao.api.responses import json_response, money
 from cidadao.domain.records import RecordKind, pncp_link
 from cidadao.store.models import FindingRow, RecordRow
 
-router = APIRouter(tags=["records"])
+router = APIRouter(prefix="/v1", tags=["records"])
 
 CONTROL_NUMBER = r"^[0-9A-Za-z./-]{1,64}$"
 RECORD_VALUE = func.coalesce(RecordRow.value_global, RecordRow.value_homologated, RecordRow.value_estimated)

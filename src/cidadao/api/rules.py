@@ -15,7 +15,7 @@ from cidadao.api.findings import RULE_PATTERN
 from cidadao.api.responses import json_response
 from cidadao.domain.records import Severity
 
-router = APIRouter(tags=["rules"])
+router = APIRouter(prefix="/v1", tags=["rules"])
 
 
 class Rule(BaseModel):

@@ -15,7 +15,7 @@ from cidadao.api.findings import MAX_ID
 from cidadao.api.responses import json_response, utc
 from cidadao.store.models import IngestionRunRow, JobRunRow
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(prefix="/v1", tags=["runs"])
 
 RunStatus = Annotated[str | None, Query(pattern=r"^(running|succeeded|failed)$")]
 Limit = Annotated[int, Query(ge=1, le=500)]

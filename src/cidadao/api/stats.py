@@ -16,7 +16,7 @@ from cidadao.api.deps import ConnectionDep, Reader
 from cidadao.api.responses import json_response
 from cidadao.store.models import FindingRow
 
-router = APIRouter(tags=["stats"])
+router = APIRouter(prefix="/v1", tags=["stats"])
 STATS_MAX_AGE_SECONDS = 60.0
 _lock = threading.Lock()
 
