@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from typing import Any
@@ -118,7 +119,8 @@ def check_finding() -> Callable[[Finding], None]:
         assert 0.0 <= finding.score <= 1.0
         assert finding.message
         assert "\n" not in finding.message
-        assert ". " not in finding.message, "one sentence"
+        # One sentence: no full stop followed by a capital ("art. 75" is an abbreviation, not a stop).
+        assert not re.search(r"\.\s+[A-ZÀ-Ý]", finding.message), "one sentence"
         orjson.dumps(finding.evidence)
 
     return check
