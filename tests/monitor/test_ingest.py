@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
@@ -12,6 +13,7 @@ from cidadao.data import sample_paths
 from cidadao.domain.records import Rejection
 from cidadao.monitor.ingest import IngestFailed, ingest_file, ingest_pncp, ingest_raw
 from cidadao.sources.files import read_records
+from cidadao.sources.pncp import PncpClient
 from cidadao.store.db import engine_for, transaction, upgrade
 from cidadao.store.models import BuyerRow, IngestionRunRow, QuarantineRow, RecordRow, WatermarkRow
 
@@ -225,3 +227,31 @@ def test_shipped_sample_twice_then_one_changed_date_updates_exactly_one_row(engi
             select(RecordRow.control_number, RecordRow.source_updated_at).where(RecordRow.needs_analysis)
         ).all()
     assert flagged == [(target["numeroControlePNCP"], datetime(2025, 1, 20, 10, 0))]
+
+
+def test_real_client_over_recorded_pages_then_a_failing_endpoint_fails_the_run(engine: Engine) -> None:
+    sample = [raw for raw in read_records(sample_paths().contratacoes) if isinstance(raw, dict)]
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if request.url.path.endswith("/v1/contratos"):
+            return httpx.Response(503)
+        page, size = int(request.url.params["pagina"]), int(request.url.params["tamanhoPagina"])
+        chunk = sample[(page - 1) * size : page * size]
+        pages = (len(sample) + size - 1) // size
+        body = {"data": chunk, "totalRegistros": len(sample), "totalPaginas": pages, "numeroPagina": page}
+        return httpx.Response(200, json={**body, "paginasRestantes": pages - page, "empty": False})
+
+    settings = load_settings(pncp_modalidades="6", pncp_max_retries=1, pncp_requests_per_second=1000)
+    client = PncpClient(settings, transport=httpx.MockTransport(handler), sleep=lambda _: None)
+    with pytest.raises(IngestFailed, match="HTTP 503"):
+        ingest_pncp(engine, settings, date(2025, 1, 1), date(2025, 1, 1), client)
+    assert [r.url.params["pagina"] for r in requests if "contratacoes" in r.url.path] == ["1", "2"]
+    assert table_counts(engine)["records"] == 89
+    with engine.connect() as connection:
+        run = connection.execute(select(IngestionRunRow)).one()
+        marks = dict(connection.execute(select(WatermarkRow.source, WatermarkRow.cursor)).all())
+    assert (run.status, run.ingested) == ("failed", 89)
+    assert "HTTP 503" in (run.error or "")
+    assert marks == {"pncp:contratacoes@20250101-20250101": None}

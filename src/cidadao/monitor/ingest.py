@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import partial
@@ -25,6 +25,7 @@ from cidadao.config import Settings
 from cidadao.domain.records import Record, RecordKind, Rejection
 from cidadao.logs import get_logger
 from cidadao.sources.files import read_records
+from cidadao.sources.pncp import PncpClient, split_window
 from cidadao.sources.pncp_schema import parse_records
 from cidadao.store.db import transaction
 from cidadao.store.repositories import (
@@ -244,29 +245,13 @@ def ingest_pncp(
     first = min((plan.first for plan in plans), default=last)
     stats = IngestStats()
     window = (datetime.combine(first, time()), datetime.combine(last + timedelta(days=1), time()))
-    own_client = client is None
-    if client is None:
-        client = _default_client(settings)
-    try:
+    with ExitStack() as cleanup:
+        if client is None:
+            client = cleanup.enter_context(PncpClient(settings))
         with _running(engine, "pncp", run, stats, window) as run_id:
             for plan in plans:
                 _ingest_endpoint(engine, settings, client, plan, last, now, run_id, stats, progress)
-    finally:
-        if own_client:
-            _close(client)
     return stats
-
-
-def _default_client(settings: Settings) -> PageClient:
-    from cidadao.sources.pncp import PncpClient
-
-    return PncpClient(settings)  # type: ignore[no-any-return]
-
-
-def _close(client: Any) -> None:
-    close = getattr(client, "close", None)
-    if close:
-        close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,13 +283,6 @@ def _plan(
     return _Plan(endpoint, key, min(first, last), mark.position, mark.cursor)
 
 
-def _windows(first: date, last: date, days: int) -> Iterator[tuple[date, date]]:
-    while first <= last:
-        window_end = min(first + timedelta(days=days - 1), last)
-        yield first, window_end
-        first = window_end + timedelta(days=1)
-
-
 def _ingest_endpoint(
     engine: Engine,
     settings: Settings,
@@ -321,7 +299,8 @@ def _ingest_endpoint(
         list(settings.pncp_modalidades) if kind is RecordKind.CONTRATACAO else [None]
     )
     position, cursor = plan.position, plan.cursor
-    for window_start, window_end in _windows(plan.first, last, settings.pncp_window_days):
+    for span in split_window(plan.first, last, settings.pncp_window_days):
+        window_start, window_end = span.start, span.end
         window = [window_start.isoformat(), window_end.isoformat()]
         resume = cursor if cursor and cursor.get("window") == window else None
         for index, modalidade in enumerate(modalidades):

@@ -8,7 +8,7 @@ the same upsert through executemany.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,7 +32,7 @@ from cidadao.store.models import (
 )
 
 # Typed columns plus the JSON and provenance columns every upsert writes.
-_WRITTEN_COLUMNS: tuple[str, ...] = (*RECORD_COLUMNS, "warnings", "raw", "source")
+WRITTEN_COLUMNS: tuple[str, ...] = (*RECORD_COLUMNS, "warnings", "raw", "source")
 _RUN_COUNTERS = ("fetched", "ingested", "updated", "unchanged", "quarantined", "findings", "alerts")
 
 
@@ -55,10 +55,15 @@ def upsert_records(session: Session, records: Sequence[Record], source: str) -> 
     unique = _last_per_control_number(records)
     if not unique:
         return UpsertResult()
-    if session.get_bind().dialect.name == "postgresql":
-        written = _upsert_records_postgresql(session, unique, source)
+    stored = _stored_versions(session, [record.control_number for record in unique])
+    # Re-fetches are mostly unchanged: skip them here instead of shipping them to the database.
+    pending = [record for record in unique if _may_change(record, stored.get(record.control_number))]
+    if not pending:
+        written = []
+    elif session.get_bind().dialect.name == "postgresql":
+        written = _upsert_records_postgresql(session, pending, source)
     else:
-        written = _upsert_records_generic(session, unique, source)
+        written = _upsert_records_generic(session, pending, source, stored.keys())
     inserted = [number for number, is_new in written if is_new]
     updated = [number for number, is_new in written if not is_new]
     changed = set(inserted).union(updated)
@@ -70,6 +75,25 @@ def upsert_records(session: Session, records: Sequence[Record], source: str) -> 
 def _last_per_control_number(records: Sequence[Record]) -> list[Record]:
     # ON CONFLICT cannot touch the same row twice in one statement; the last version seen wins.
     return list({record.control_number: record for record in records}.values())
+
+
+def _stored_versions(session: Session, numbers: list[str]) -> dict[str, tuple[str, datetime | None]]:
+    rows = session.execute(
+        select(RecordRow.control_number, RecordRow.content_hash, RecordRow.source_updated_at).where(
+            RecordRow.control_number.in_(numbers)
+        )
+    )
+    return {number: (digest, updated) for number, digest, updated in rows}
+
+
+def _may_change(record: Record, stored: tuple[str, datetime | None] | None) -> bool:
+    """Python twin of the upsert's WHERE clause, which still decides under concurrent writers."""
+    if stored is None:
+        return True
+    digest, updated = stored
+    if updated is not None and record.source_updated_at is not None and record.source_updated_at < updated:
+        return False
+    return (digest, updated) != (record.content_hash, record.source_updated_at)
 
 
 def _row_values(record: Record, source: str) -> dict[str, Any]:
@@ -96,18 +120,16 @@ def _changed_condition(stored: Any, incoming: Any) -> ColumnElement[bool]:
 
 
 def _update_set(excluded: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {name: excluded[name] for name in _WRITTEN_COLUMNS}
+    values: dict[str, Any] = {name: excluded[name] for name in WRITTEN_COLUMNS}
     values["needs_analysis"] = True
     values["last_changed_at"] = func.now()
     return values
 
 
-def _upsert_records_generic(session: Session, records: list[Record], source: str) -> list[tuple[str, bool]]:
-    # SQLite serialises writers (BEGIN IMMEDIATE), so "existed before" read here stays true for the upsert.
-    numbers = [record.control_number for record in records]
-    existing = set(
-        session.scalars(select(RecordRow.control_number).where(RecordRow.control_number.in_(numbers)))
-    )
+def _upsert_records_generic(
+    session: Session, records: list[Record], source: str, existing: Collection[str]
+) -> list[tuple[str, bool]]:
+    # SQLite serialises writers (BEGIN IMMEDIATE), so what existed when read still exists at the upsert.
     insert = sqlite.insert(RecordRow)
     stmt = insert.on_conflict_do_update(
         index_elements=[RecordRow.control_number],
@@ -125,7 +147,7 @@ _STAGE = "pg_temp.records_stage"
 def _upsert_records_postgresql(
     session: Session, records: list[Record], source: str
 ) -> list[tuple[str, bool]]:
-    columns = ", ".join(_WRITTEN_COLUMNS)
+    columns = ", ".join(WRITTEN_COLUMNS)
     session.execute(
         text(
             f"CREATE TEMP TABLE IF NOT EXISTS records_stage ON COMMIT DELETE ROWS AS "
@@ -138,11 +160,11 @@ def _upsert_records_postgresql(
     try:
         with cursor.copy(statement) as copy:
             for record in records:
-                copy.write_row(_copy_row(record, source))
+                copy.write_row(copy_row(record, source))
     except psycopg.Error as error:
         # Raised like any SQLAlchemy statement error, so callers handle one exception family.
         raise DBAPIError.instance(statement, None, error, psycopg.Error) from error
-    updates = ", ".join(f"{name} = excluded.{name}" for name in _WRITTEN_COLUMNS)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in WRITTEN_COLUMNS)
     sql = f"""
         INSERT INTO records ({columns}, needs_analysis, last_changed_at)
         SELECT {columns}, true, now() FROM {_STAGE}
@@ -157,7 +179,8 @@ def _upsert_records_postgresql(
     return [(number, bool(is_new)) for number, is_new in session.execute(text(sql))]
 
 
-def _copy_row(record: Record, source: str) -> list[Any]:
+def copy_row(record: Record, source: str) -> list[Any]:
+    """A record as a COPY row of the written columns (typed, warnings, raw JSON, source)."""
     row: list[Any] = [getattr(record, name) for name in RECORD_COLUMNS]
     row[0] = record.kind.value
     row.append(orjson.dumps(record.warnings).decode() if record.warnings else None)
