@@ -8,21 +8,25 @@ leaves each record, finding and alert exactly once.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
+from sqlalchemy.dialects import postgresql, sqlite
 
 from cidadao.alerts.dispatcher import dispatch_due
 from cidadao.config import Settings
 from cidadao.logs import get_logger
 from cidadao.monitor.analysis import AnalysisStats, analyse_changed, analyse_global, analyse_party
 from cidadao.monitor.ingest import ENDPOINTS, IngestFailed, IngestStats, PageClient, ingest_file, ingest_pncp
+from cidadao.redflags.base import SANCTIONS_SCHEMA
+from cidadao.sources.sanctions import read_sanctions
 from cidadao.store.db import transaction
-from cidadao.store.models import RecordRow
+from cidadao.store.models import RecordRow, SanctionRow
 from cidadao.store.repositories import finish_run, start_run
 
 log = get_logger(__name__)
@@ -35,6 +39,7 @@ class PassResult:
     analysis: dict[str, int] = field(default_factory=dict)
     global_analysis: dict[str, int] = field(default_factory=dict)
     dispatch: dict[str, int] = field(default_factory=dict)
+    sanctions: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +48,7 @@ class PassResult:
             "analysis": self.analysis,
             "global_analysis": self.global_analysis,
             "dispatch": self.dispatch,
+            "sanctions": self.sanctions,
         }
 
 
@@ -51,6 +57,7 @@ def run_pass(
     settings: Settings,
     *,
     files: Sequence[Path] = (),
+    sanctions: Sequence[Path] = (),
     endpoints: Sequence[str] = ENDPOINTS,
     start: date | None = None,
     end: date | None = None,
@@ -61,6 +68,8 @@ def run_pass(
     """One whole pass. With `files`, records are read from them as if fetched; otherwise from PNCP
     (incremental by watermark, or the dates [start, end] when `start` is given)."""
     result = PassResult()
+    if sanctions:
+        result.sanctions = load_sanctions(engine, sanctions)
     source = "file" if files else "pncp"
     with transaction(engine) as session:
         run_id = start_run(session, source)
@@ -99,6 +108,29 @@ def _add(total: IngestStats, part: IngestStats) -> None:
     for name, value in part.counts().items():
         setattr(total, name, getattr(total, name) + value)
     total.changed += part.changed
+
+
+def load_sanctions(engine: Engine, paths: Sequence[Path]) -> int:
+    """Store CEIS/CNEP sanctions read from files; idempotent (one row per list, id, start and category)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        for item in read_sanctions(path).iter_rows(named=True):
+            identity = "|".join(
+                str(item[name] or "") for name in ("sanction_list", "sanctioned_id", "start_date", "category")
+            )
+            key = hashlib.sha256(identity.encode()).hexdigest()[:40]
+            rows[key] = {**item, "source_key": key}
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    with transaction(engine) as session:
+        for start in range(0, len(rows), 500):
+            statement = insert(SanctionRow).values(list(rows.values())[start : start + 500])
+            updated = {name: statement.excluded[name] for name in SANCTIONS_SCHEMA}
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[SanctionRow.source_key], set_={**updated, "updated_at": func.now()}
+                )
+            )
+    return len(rows)
 
 
 def investigate(engine: Engine, settings: Settings, kind: str, target: dict[str, Any]) -> dict[str, Any]:

@@ -33,11 +33,19 @@ def task_routes() -> dict[str, dict[str, Any]]:
 def celery_config(settings: Settings) -> dict[str, Any]:
     url = broker_url(settings)
     exchange = Exchange("cidadao", type="direct")
-    transport: dict[str, Any] = {"visibility_timeout": settings.broker_visibility_timeout_seconds}
+    transport: dict[str, Any] = {}
     if url.startswith(("redis://", "rediss://")):
-        # Poll queues in the order given (critical first) and honour message priorities within a queue.
-        transport |= {"queue_order_strategy": "priority", "priority_steps": list(range(11)), "sep": ":"}
-        transport |= {"socket_keepalive": True, "health_check_interval": 10, "socket_timeout": 30}
+        # Unacked messages come back after the visibility timeout; the queues are polled in the order given
+        # (critical first) and message priorities are honoured within a queue.
+        transport = {
+            "visibility_timeout": settings.broker_visibility_timeout_seconds,
+            "queue_order_strategy": "priority",
+            "priority_steps": list(range(11)),
+            "sep": ":",
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+            "socket_timeout": 30,
+        }
     return {
         "broker_url": url,
         "broker_transport_options": transport,

@@ -9,12 +9,13 @@ two beats sending at once give one run per window.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from celery.beat import ScheduleEntry, Scheduler
+from celery.beat import Scheduler
 from celery.schedules import schedule
 
 from cidadao.config import Settings, get_settings
@@ -67,23 +68,14 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
-class AlignedEntry(ScheduleEntry):  # type: ignore[misc]
-    """Never run before: due at once, so a beat started mid-window still sends that window's job."""
-
-    def default_now(self) -> datetime:
-        return datetime(1970, 1, 1, tzinfo=UTC)
-
-
 class SingletonScheduler(Scheduler):  # type: ignore[misc]
     """In-memory scheduler that only schedules while it holds the `beat` lock."""
-
-    Entry = AlignedEntry
 
     def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
         self.settings = get_settings()
         self.engine = engine_for(self.settings.effective_database_url)
         self.lock = NamedLock(self.engine, BEAT_LOCK)
-        self.component = f"beat@{socket.gethostname()}"
+        self.host = socket.gethostname()
         self._last_heartbeat = 0.0
         self._wait_for_lock()
         super().__init__(app, *args, **kwargs)
@@ -100,20 +92,24 @@ class SingletonScheduler(Scheduler):  # type: ignore[misc]
             if not announced:
                 log.info("another beat is active: waiting as hot standby")
                 announced = True
-            self._heartbeat("standby")
+            self._heartbeat(f"beat-standby@{self.host}")
             time.sleep(self.settings.beat_standby_poll_seconds)
 
-    def _heartbeat(self, role: str) -> None:
+    def _heartbeat(self, component: str) -> None:
         if time.monotonic() - self._last_heartbeat < 30:
             return
         try:
-            write_heartbeat(self.engine, self.component, {"role": role})
+            write_heartbeat(self.engine, component, {"host": self.host, "pid": os.getpid()})
             self._last_heartbeat = time.monotonic()
         except Exception:
             log.warning("beat heartbeat not written", exc_info=True)
 
     def setup_schedule(self) -> None:
-        self.merge_inplace(beat_schedule(self.settings))
+        # Never run before: due at once, so a beat started mid-window still sends that window's job.
+        never = datetime(1970, 1, 1, tzinfo=UTC)
+        self.merge_inplace(
+            {name: {**entry, "last_run_at": never} for name, entry in beat_schedule(self.settings).items()}
+        )
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         if not self.lock.alive():
@@ -122,7 +118,7 @@ class SingletonScheduler(Scheduler):  # type: ignore[misc]
             log.warning("beat lock lost: standing by")
             self._last_heartbeat = 0.0
             self._wait_for_lock()
-        self._heartbeat("active")
+        self._heartbeat("beat")
         return float(super().tick(*args, **kwargs))
 
     def close(self) -> None:

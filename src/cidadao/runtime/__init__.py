@@ -1,0 +1,1 @@
+"""Running the services on one machine (`cidadao up`)."""
