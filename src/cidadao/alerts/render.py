@@ -14,8 +14,7 @@ _TEMPLATES = {
     "finding.created": "finding",
     "findings.grouped": "group",
     "digest.daily": "digest",
-    "system.test": "test",
-}
+}  # anything else (system.*) carries a ready Portuguese `message`
 
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -57,12 +56,14 @@ def subject(payload: dict[str, Any], prefix: bool = True) -> str:
             text = f"Resumo: {data['total']} anomalias de {span}"
         else:
             text = "Resumo: nenhuma anomalia crítica no período"
-    else:
+    elif kind == "system.test":
         text = "Alerta de teste"
+    else:
+        text = "Aviso do sistema"
     return one_line(f"[Cidadão.AI] {text}" if prefix else text, 200)
 
 
 def render(payload: dict[str, Any], fmt: str) -> str:
     """fmt: txt or html."""
-    template = _env.get_template(f"{_TEMPLATES.get(payload['type'], 'test')}.{fmt}.j2")
+    template = _env.get_template(f"{_TEMPLATES.get(payload['type'], 'system')}.{fmt}.j2")
     return template.render(data=payload["data"], subject=subject(payload))

@@ -52,7 +52,10 @@ def test_alert() -> None:
         )
         raise typer.Exit(1)
     run = uuid.uuid4().hex[:12]
-    payload = envelope("system.test", {"max_severity": "low"})
+    message = (
+        "Alerta de teste do Cidadão.AI Sentinel: se você recebeu esta mensagem, o canal está configurado."
+    )
+    payload = envelope("system.test", {"max_severity": "low", "message": message})
     now = datetime.now(UTC)
     keys = {f"test-{run}-{channel.slug}": channel.slug for channel in channels}
     with transaction(engine) as session:

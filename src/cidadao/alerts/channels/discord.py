@@ -175,9 +175,8 @@ def embeds_for(payload: dict[str, Any]) -> list[dict[str, Any]]:
                 "footer": {"text": _FOOTER},
             }
         ]
-    return [
-        {"title": title, "description": "Canal configurado corretamente.", "color": SEVERITY_COLOURS["low"]}
-    ]
+    colour = SEVERITY_COLOURS.get(str(data.get("max_severity")), SEVERITY_COLOURS["low"])
+    return [{"title": title, "description": safe(data.get("message"), 3500), "color": colour}]
 
 
 def discord_body(payload: dict[str, Any]) -> dict[str, Any]:
