@@ -8,13 +8,15 @@ flight and a resumed run re-fetches it idempotently.
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -44,6 +46,7 @@ PNCP_TZ = ZoneInfo("America/Sao_Paulo")
 ENDPOINTS: tuple[str, ...] = ("contratacoes", "contratos")
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -114,12 +117,78 @@ def ingest_raw(
     """
     stats = IngestStats()
     with _running(engine, source, run, stats) as run_id:
-        iterator = iter(raws)
-        while batch := list(itertools.islice(iterator, batch_size)):
-            store_batch(engine, source, batch, run_id, stats, kind=kind)
+        # Reading and validating the next batch overlaps with the database storing this one.
+        for batch in _in_background(_parsed_batches(raws, kind, batch_size)):
+            _store_parsed(engine, source, batch, run_id, stats)
             if progress:
                 progress(stats)
     return stats
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    fetched: int
+    records: list[Record]
+    rejections: list[Rejection]
+
+
+def _parse(raws: Sequence[dict[str, Any] | Rejection], kind: RecordKind | None) -> _Parsed:
+    records: list[Record] = []
+    rejections: list[Rejection] = []
+    for item in parse_records(raws, kind):
+        if isinstance(item, Rejection):
+            rejections.append(item)
+        else:
+            records.append(item)
+    return _Parsed(len(raws), records, rejections)
+
+
+def _parsed_batches(
+    raws: Iterable[dict[str, Any] | Rejection], kind: RecordKind | None, batch_size: int
+) -> Iterator[_Parsed]:
+    iterator = iter(raws)
+    while batch := list(itertools.islice(iterator, batch_size)):
+        yield _parse(batch, kind)
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _in_background(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Run an iterator in a thread, at most `depth` items ahead; its exceptions re-raise here."""
+    ready: queue.Queue[T | _Failure | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: T | _Failure | None) -> None:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for item in items:
+                put(item)
+                if stop.is_set():
+                    return
+            put(None)
+        except BaseException as error:  # handed to the consumer, which decides
+            put(_Failure(error))
+
+    worker = threading.Thread(target=produce, name="ingest-reader", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def ingest_file(
@@ -168,37 +237,39 @@ def store_batch(
     after: Callable[[Session], None] | None = None,
 ) -> None:
     """Parse and store one batch in one transaction; `after` adds writes to it (e.g. the watermark)."""
-    records: list[Record] = []
-    rejections: list[Rejection] = []
-    for item in parse_records(raws, kind):
-        if isinstance(item, Rejection):
-            rejections.append(item)
-        else:
-            records.append(item)
+    _store_parsed(engine, source, _parse(raws, kind), run_id, stats, after)
+
+
+def _store_parsed(
+    engine: Engine,
+    source: str,
+    parsed: _Parsed,
+    run_id: int | None,
+    stats: IngestStats,
+    after: Callable[[Session], None] | None = None,
+) -> None:
     try:
         with transaction(engine) as session:
-            batch = _write(session, source, records, rejections, run_id, len(raws), after, isolate=False)
+            batch = _write(session, source, parsed, run_id, after, isolate=False)
     except DBAPIError:
         # A value the database refuses (too long, out of range) must not sink its whole batch.
         with transaction(engine) as session:
-            batch = _write(session, source, records, rejections, run_id, len(raws), after, isolate=True)
+            batch = _write(session, source, parsed, run_id, after, isolate=True)
     stats.add(batch)
 
 
 def _write(
     session: Session,
     source: str,
-    records: list[Record],
-    rejections: list[Rejection],
+    parsed: _Parsed,
     run_id: int | None,
-    fetched: int,
     after: Callable[[Session], None] | None,
     *,
     isolate: bool,
 ) -> IngestStats:
-    batch = IngestStats(fetched=fetched, run_id=run_id)
+    batch = IngestStats(fetched=parsed.fetched, run_id=run_id)
     refused: list[Rejection] = []
-    for group in ([record] for record in records) if isolate else [records]:
+    for group in ([record] for record in parsed.records) if isolate else [parsed.records]:
         try:
             with session.begin_nested() if isolate else nullcontext():
                 result = upsert_records(session, group, source)
@@ -212,7 +283,7 @@ def _write(
         batch.updated += len(result.updated)
         batch.unchanged += result.unchanged
         batch.changed += result.inserted + result.updated
-    batch.quarantined = quarantine(session, [*rejections, *refused], source, run_id)
+    batch.quarantined = quarantine(session, [*parsed.rejections, *refused], source, run_id)
     if run_id is not None:
         add_run_counts(session, run_id, **batch.counts())
     if after:
