@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = await run_in_threadpool(request.app.state.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    if settings.api_reads_public:
+        _document_public_reads(app)
     app.add_middleware(RequestMiddleware, limiter=limiter)
     if settings.cors_origins:
         app.add_middleware(
@@ -69,6 +72,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "X-Next-Cursor", "Retry-After"],
         )
     return app
+
+
+def _document_public_reads(app: FastAPI) -> None:
+    """Reads accept credentials but do not need them: say so in OpenAPI (an empty security requirement)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for path in schema.get("paths", {}).values():
+                operation = path.get("get")
+                if operation and operation.get("security") and {} not in operation["security"]:
+                    operation["security"].append({})
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def serve_app() -> FastAPI:

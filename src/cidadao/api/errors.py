@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from cidadao.logs import get_logger
 
@@ -67,6 +69,16 @@ def bad_param(param: str, message: str, location: str = "query") -> ApiError:
     return ApiError(400, f"invalid parameter {param}: {message}", param=param, location=location)
 
 
+def parse_day(text: str, param: str, location: str = "query") -> date:
+    """Dates arrive as YYYY-MM-DD strings: pydantic's lax date parsing would take "0" for 1970-01-01."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ApiError(
+            422, f"invalid parameter {param}: not a calendar date", param=param, location=location
+        ) from None
+
+
 def error_response(
     status: int,
     error: str,
@@ -96,6 +108,16 @@ def _validation_details(error: RequestValidationError) -> list[dict[str, Any]]:
     return details
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method routed at this path (the router reports only the first matching route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> Response:
@@ -110,9 +132,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "validation_error", f"invalid parameter: {names}", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         slug = _SLUGS.get(exc.status_code, "error")
-        return error_response(exc.status_code, slug, str(exc.detail), headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return error_response(exc.status_code, slug, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -7,7 +7,7 @@ import binascii
 import csv
 import hashlib
 import io
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Connection, insert, select, tuple_, update
 from starlette.responses import Response
 
 from cidadao.api.deps import EngineDep, Reader, Writer
-from cidadao.api.errors import ApiError, bad_param
+from cidadao.api.errors import ApiError, bad_param, parse_day
 from cidadao.api.records import RecordSummary, record_summaries, related_records
 from cidadao.api.responses import json_response, money, utc
 from cidadao.domain.records import FindingStatus, Severity
@@ -32,6 +32,7 @@ CNPJ_PATTERN = r"^[0-9A-Z]{12}[0-9]{2}$"  # numeric or alphanumeric (2026) CNPJ
 SUPPLIER_PATTERN = r"^[0-9A-Za-z]{1,32}$"
 UF_PATTERN = r"^[A-Za-z]{2}$"
 NO_NUL = r"^[^\x00]*$"
+ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 RuleId = Annotated[str, StringConstraints(pattern=RULE_PATTERN)]
 
 _LIST_COLUMNS = (
@@ -191,15 +192,17 @@ def list_findings(
     uf: Annotated[str | None, Query(pattern=UF_PATTERN)] = None,
     buyer_cnpj: Annotated[str | None, Query(pattern=CNPJ_PATTERN)] = None,
     supplier: Annotated[str | None, Query(pattern=SUPPLIER_PATTERN, description="CNPJ/CPF")] = None,
-    date_from: Annotated[date | None, Query(description="created on or after (UTC)")] = None,
-    date_to: Annotated[date | None, Query(description="created on or before (UTC)")] = None,
+    date_from: Annotated[str | None, Query(pattern=ISO_DATE, description="created on or after, UTC")] = None,
+    date_to: Annotated[str | None, Query(pattern=ISO_DATE, description="created on or before, UTC")] = None,
     min_value: Annotated[float | None, Query(ge=0, le=1e15, allow_inf_nan=False)] = None,
     sort: FindingSort = FindingSort.NEWEST,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     format: Literal["json", "csv"] = "json",
 ) -> Response:
-    if date_from and date_to and date_from > date_to:
+    first = parse_day(date_from, "date_from") if date_from else None
+    last = parse_day(date_to, "date_to") if date_to else None
+    if first and last and first > last:
         raise bad_param("date_to", "before date_from")
     conditions: list[ColumnElement[bool]] = []
     if rule:
@@ -214,10 +217,10 @@ def list_findings(
         conditions.append(FindingRow.buyer_cnpj == buyer_cnpj)
     if supplier:
         conditions.append(FindingRow.supplier_id == supplier)
-    if date_from:
-        conditions.append(FindingRow.created_at >= datetime.combine(date_from, time(), UTC))
-    if date_to:
-        conditions.append(FindingRow.created_at < datetime.combine(date_to + timedelta(days=1), time(), UTC))
+    if first:
+        conditions.append(FindingRow.created_at >= datetime.combine(first, time(), UTC))
+    if last:
+        conditions.append(FindingRow.created_at < datetime.combine(last + timedelta(days=1), time(), UTC))
     if min_value is not None:
         conditions.append(FindingRow.value >= min_value)
     # Cursors carry a digest of the filters, so one cannot be replayed against a different query.
@@ -230,9 +233,9 @@ def list_findings(
     items = [_item(row) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
-        last = items[-1]
+        tail = items[-1]
         key = (
-            [last["id"]] if sort in (FindingSort.NEWEST, FindingSort.OLDEST) else [last["score"], last["id"]]
+            [tail["id"]] if sort in (FindingSort.NEWEST, FindingSort.OLDEST) else [tail["score"], tail["id"]]
         )
         next_cursor = _encode_cursor(sort, key, filters)
     if format == "csv":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
@@ -12,8 +12,8 @@ from sqlalchemy import insert, select
 from starlette.responses import Response
 
 from cidadao.api.deps import EngineDep, Reader, Writer
-from cidadao.api.errors import ApiError
-from cidadao.api.findings import CNPJ_PATTERN, MAX_ID, SUPPLIER_PATTERN
+from cidadao.api.errors import ApiError, parse_day
+from cidadao.api.findings import CNPJ_PATTERN, ISO_DATE, MAX_ID, SUPPLIER_PATTERN
 from cidadao.api.responses import json_response, utc
 from cidadao.logs import get_logger
 from cidadao.monitor.jobs import INVESTIGATE_TASK, Queue
@@ -29,8 +29,11 @@ class InvestigationRequest(BaseModel):
     kind: Literal["buyer", "supplier", "window"]
     cnpj: str | None = Field(default=None, pattern=CNPJ_PATTERN, description="buyer CNPJ (kind=buyer)")
     supplier_id: str | None = Field(default=None, pattern=SUPPLIER_PATTERN, description="kind=supplier")
-    start: date | None = Field(default=None, description="first day (kind=window)")
-    end: date | None = Field(default=None, description="last day (kind=window)")
+    # Strings, parsed by parse_day (see there why).
+    start: str | None = Field(
+        default=None, pattern=ISO_DATE, description="first day, YYYY-MM-DD (kind=window)"
+    )
+    end: str | None = Field(default=None, pattern=ISO_DATE, description="last day, YYYY-MM-DD (kind=window)")
 
 
 class Investigation(BaseModel):
@@ -63,11 +66,12 @@ def _target(body: InvestigationRequest) -> dict[str, Any]:
         raise missing("start")
     if body.end is None:
         raise missing("end")
-    if body.end < body.start or body.end - body.start > timedelta(days=MAX_WINDOW_DAYS):
+    start, end = parse_day(body.start, "start", "body"), parse_day(body.end, "end", "body")
+    if end < start or end - start > timedelta(days=MAX_WINDOW_DAYS):
         raise ApiError(
             422, f"end must be within {MAX_WINDOW_DAYS} days after start", param="end", location="body"
         )
-    return {"start": body.start.isoformat(), "end": body.end.isoformat()}
+    return {"start": start.isoformat(), "end": end.isoformat()}
 
 
 def enqueue(investigation_id: int) -> bool:
