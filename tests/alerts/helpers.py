@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
+import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cidadao.config import Settings, load_settings
@@ -22,16 +23,17 @@ def alert_settings(**overrides: Any) -> Settings:
     return load_settings(**values)
 
 
-def verify_signature(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """The receiver side, as in docs/alerts.md."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    return any(
-        hmac.compare_digest(expected, candidate.removeprefix("v1,"))
-        for candidate in headers["webhook-signature"].split()
-        if candidate.startswith("v1,")
-    )
+def _documented_verify() -> Callable[[str, dict[str, str], bytes], bool]:
+    """The receiver-side check exactly as published in docs/alerts.md, so the docs cannot drift."""
+    text = (Path(__file__).parents[2] / "docs" / "alerts.md").read_text()
+    [code] = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/alerts.md", "exec"), namespace)
+    verify: Callable[[str, dict[str, str], bytes], bool] = namespace["verify"]
+    return verify
+
+
+verify_signature = _documented_verify()
 
 
 DISCORD_LIMITS = {"title": 256, "description": 4096, "fields": 25, "name": 256, "value": 1024, "footer": 2048}
