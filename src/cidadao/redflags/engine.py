@@ -18,7 +18,6 @@ from typing import Any
 
 import structlog
 
-import cidadao.redflags.indicators  # noqa: F401  (registers every indicator)
 from cidadao.domain.records import Finding
 from cidadao.redflags.base import REGISTRY, Dataset, Indicator, RuleResult
 

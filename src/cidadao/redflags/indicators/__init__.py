@@ -1,4 +1,4 @@
-"""One module per indicator; importing this package registers every one of them in REGISTRY."""
+"""One module per indicator; `load_all` (run when cidadao.redflags is imported) registers each of them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,3 @@ import pkgutil
 def load_all() -> None:
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
-
-
-load_all()
