@@ -10,6 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from email import message_from_bytes
@@ -54,7 +55,7 @@ class Received:
 class Receiver:
     """Records every raw request on arrival, then answers the next scripted reply for its path."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Received] = []
         self.scripts: dict[str, deque[Reply]] = {}
         self.defaults: dict[str, Reply] = {}
@@ -85,6 +86,8 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -100,13 +103,20 @@ class Receiver:
             return [r for r in self.requests if r.path == path]
 
 
+@contextmanager
+def running(server: Receiver) -> Iterator[Receiver]:
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with running(Receiver()) as server:
+        yield server
 
 
 def free_port() -> int:
@@ -132,15 +142,14 @@ class Smtp:
     mailbox: Mailbox
 
 
-@pytest.fixture
-def certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    """Self-signed certificate for localhost, trusted by the client through SSL_CERT_FILE."""
+def make_certificate(directory: Path, monkeypatch: pytest.MonkeyPatch, san: str) -> tuple[Path, Path]:
+    """Self-signed certificate, trusted by the client through SSL_CERT_FILE."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl command not available to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test",
+         "-addext", f"subjectAltName={san}", "-keyout", str(key), "-out", str(cert)],
         check=True,
         capture_output=True,
     )  # fmt: skip
@@ -148,14 +157,27 @@ def certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
     return cert, key
 
 
+def server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+@pytest.fixture
+def certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    return make_certificate(tmp_path, monkeypatch, "DNS:localhost,IP:127.0.0.1")
+
+
 @pytest.fixture
 def smtp_server(certificate: tuple[Path, Path]) -> Iterator[Smtp]:
     """STARTTLS required, as on a real submission port."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*certificate)
     mailbox = Mailbox()
     controller = Controller(
-        mailbox, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True
+        mailbox,
+        hostname="127.0.0.1",
+        port=free_port(),
+        tls_context=server_context(certificate),
+        require_starttls=True,
     )
     controller.start()
     yield Smtp(controller.port, mailbox)
@@ -165,10 +187,10 @@ def smtp_server(certificate: tuple[Path, Path]) -> Iterator[Smtp]:
 @pytest.fixture
 def smtps_server(certificate: tuple[Path, Path]) -> Iterator[Smtp]:
     """Implicit TLS (port 465 style)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*certificate)
     mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), ssl_context=context)
+    controller = Controller(
+        mailbox, hostname="127.0.0.1", port=free_port(), ssl_context=server_context(certificate)
+    )
     controller.start()
     yield Smtp(controller.port, mailbox)
     controller.stop()

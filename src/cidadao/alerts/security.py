@@ -6,7 +6,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from cidadao.config import mask_url
 
@@ -34,27 +34,41 @@ def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
-def check_url(url: str, allowed_hosts: Iterable[str]) -> None:
+def check_url(url: str, allowed_hosts: Iterable[str]) -> str | None:
     """Refuse non-https URLs and hosts resolving to internal addresses, unless the host is allow-listed.
 
     Every resolved address is checked, so a name with one public and one private address is refused.
+    Returns the vetted address to connect to (None for an allow-listed host), so that a second DNS answer
+    cannot swap in an internal address between the check and the connection.
     """
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if not host:
         raise UnsafeURLError(f"no host in {mask_url(url)}")
     if host in {h.lower() for h in allowed_hosts}:
-        return
+        return None
     if parts.scheme != "https":
         raise UnsafeURLError(f"only https webhooks are allowed: {mask_url(url)}")
     try:
         infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
     except OSError as error:
         raise UnsafeURLError(f"cannot resolve {host}: {error.strerror or error}") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    for address in addresses:
         if _refused(address):
             raise UnsafeURLError(f"{host} resolves to a non-public address ({address})")
+    if not addresses:
+        raise UnsafeURLError(f"cannot resolve {host}")
+    return str(addresses[0])
+
+
+def pin(url: str, address: str) -> tuple[str, str]:
+    """The URL aimed at a vetted address, and the Host header (host[:port] as written) it must carry."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{userinfo}{at}{literal}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc)), host
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
+import certifi
 import httpx
 import orjson
 
 from cidadao.alerts.payload import severity_rank
-from cidadao.alerts.security import UnsafeURLError, check_url, redact
+from cidadao.alerts.security import UnsafeURLError, check_url, pin, redact
 from cidadao.config import Settings
 
 
@@ -128,17 +132,26 @@ class HttpChannel(Channel):
 
     def send(self, delivery: Delivery) -> None:
         try:
-            check_url(self._url, self._allowed_hosts)
+            address = check_url(self._url, self._allowed_hosts)
         except UnsafeURLError as error:
             raise DeliveryError(str(error), permanent=True) from None
         if self._client is None:
-            # trust_env=False: proxy variables must not reroute alerts around the SSRF checks.
-            self._client = httpx.Client(timeout=self._timeout, follow_redirects=False, trust_env=False)
+            # trust_env=False: proxy variables must not reroute alerts around the SSRF checks; the CA
+            # bundle still honours SSL_CERT_FILE (private CAs), else certifi's.
+            tls = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
+            self._client = httpx.Client(
+                timeout=self._timeout, follow_redirects=False, trust_env=False, verify=tls
+            )
         body = self.body(delivery)
         headers = {"content-type": "application/json", "user-agent": "cidadao-sentinel"}
         headers.update(self.headers(delivery, body))
+        target, extensions = self._url, {}
+        if address is not None:
+            # Connect to the address we vetted; TLS still verifies the certificate against the real host.
+            target, headers["host"] = pin(self._url, address)
+            extensions = {"sni_hostname": urlsplit(self._url).hostname or ""}
         try:
-            response = self._client.post(self._url, content=body, headers=headers)
+            response = self._client.post(target, content=body, headers=headers, extensions=extensions)
         except httpx.TimeoutException:
             raise DeliveryError(f"timeout after {self._timeout:g}s") from None
         except httpx.HTTPError as error:
