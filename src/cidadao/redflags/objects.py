@@ -1,7 +1,9 @@
 """Object classes of purchases, derived from the free text `objetoCompra` / `objetoContrato`.
 
-Method: the text is lower-cased and stripped of accents (NFD, combining marks removed); then keyword rules,
-tried in the order of OBJECT_RULES, assign the first class whose pattern matches, else "outros". The order
+Method: the text is lower-cased and stripped of accents (NFD, combining marks removed) and cut before the
+beneficiary ("... para atender a Secretaria Municipal de Saúde", "... da Escola Municipal"), which names who
+receives the purchase, not what is bought; then keyword rules, tried in the order of OBJECT_RULES, assign
+the first class whose pattern matches, else "outros". The order
 resolves overlaps on purpose: "combustível para veículos" is combustível, "medicamentos hospitalares" is
 medicamentos, "reforma do posto de saúde" is obras_engenharia. Classification runs once per distinct text, so
 frames with repeated objects cost little.
@@ -33,7 +35,7 @@ OBJECT_RULES: tuple[tuple[str, str], ...] = (
     (
         "servicos_saude",
         r"\bexames?\b|consultas? medica|hospital|plantao|plantoes|atendimento medico|laborator|"
-        r"odontolog|fisioterap|cirurgi|hemodialise|\bclinica|\bsaude\b",
+        r"odontolog|fisioterap|cirurgi|hemodialise|\bclinica",
     ),
     (
         "alimentacao",
@@ -48,6 +50,12 @@ OBJECT_RULES: tuple[tuple[str, str], ...] = (
     ("consultoria", r"consultori|assessori|auditori|pareceres?|capacitacao|treinamento"),
     ("eventos", r"\beventos?\b|\bshows?\b|festivi|festa|palco|apresentacao artistica|carnaval|artistic"),
     ("limpeza", r"limpeza|higieniz|conservacao predial|dedetiz|sanitizacao|coleta de lixo|residuos"),
+)
+# Where the beneficiary starts: "para (atender) a/o ...", "da Secretaria ...", "do Hospital ...", etc.
+BENEFICIARY = (
+    r"\s(para (atender|atendimento d|uso d)?\s?(a|o|as|os|ao|aos)\s|"
+    r"d[aoe]s? (secretaria|hospital|unidade|escola|creche|camara|biblioteca|sede|prefeitura|municipio|rede "
+    r"municipal|posto|fundo municipal)\b).*$"
 )
 OBJECT_CLASSES: tuple[str, ...] = (*(name for name, _ in OBJECT_RULES), OTHER)
 
@@ -65,7 +73,9 @@ def normalise_text(expr: pl.Expr) -> pl.Expr:
 
 def classify(expr: pl.Expr) -> pl.Expr:
     """Object class of each text (null text gives null)."""
-    text = normalise_text(expr)
+    full = normalise_text(expr)
+    subject = full.str.replace(BENEFICIARY, "")
+    text = pl.when(subject.str.len_chars() > 0).then(subject).otherwise(full)
     result: pl.Expr = pl.lit(OTHER)
     for name, pattern in reversed(OBJECT_RULES):
         result = pl.when(text.str.contains(pattern)).then(pl.lit(name)).otherwise(result)
