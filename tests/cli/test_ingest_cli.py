@@ -61,7 +61,9 @@ def write_file_with_broken_records(path: Path) -> None:
     path.write_bytes(b"\n".join(lines) + b"\n")
 
 
-@pytest.mark.parametrize("command", [["ingest", "file"], ["ingest", "pncp"], ["demo"], ["ingest"]])
+@pytest.mark.parametrize(
+    "command", [["ingest", "file"], ["ingest", "pncp"], ["generate"], ["demo"], ["ingest"]]
+)
 def test_commands_have_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -118,3 +120,22 @@ def test_demo_twice_stores_the_sample_once(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(RecordRow)) == 89
     engine.dispose()
+
+
+def test_generated_file_ingests_completely_and_idempotently(db_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "generated.jsonl"
+    result = runner.invoke(app, ["generate", "--records", "1500", "--seed", "3", "--out", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "wrote 1,500 records" in result.output
+    assert len(path.read_bytes().splitlines()) == 1500
+
+    env = {"DATABASE_URL": db_url}
+    first = runner.invoke(app, ["ingest", "file", str(path)], env=env)
+    assert first.exit_code == 0, first.output
+    assert "│ 1500    │ 1500     │ 0       │ 0         │ 0 " in first.output
+    second = runner.invoke(app, ["ingest", "file", str(path)], env=env)
+    assert "│ 1500    │ 0        │ 0       │ 1500      │ 0 " in second.output
+    with engine_for(db_url).connect() as connection:
+        kinds = dict(connection.execute(select(RecordRow.kind, func.count()).group_by(RecordRow.kind)).all())
+    assert set(kinds) == {"contratacao", "contrato"}
+    assert sum(kinds.values()) == 1500

@@ -24,6 +24,7 @@ from cidadao.cli.app import app, console, err_console, ingest_app, migrated_engi
 from cidadao.data import sample_paths
 from cidadao.monitor.ingest import IngestFailed, IngestStats, ingest_file, ingest_pncp
 from cidadao.monitor.ingest import Progress as ProgressCallback
+from cidadao.sources.generator import write_jsonl
 from cidadao.store.db import engine_for, transaction, upgrade
 from cidadao.store.repositories import record_summary
 
@@ -33,10 +34,14 @@ DATE_FORMATS = ["%Y-%m-%d"]
 @contextmanager
 def _progress(description: str, total: int | None = None) -> Iterator[ProgressCallback]:
     """A rich progress bar fed with the running IngestStats."""
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
-    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
+    with _bar() as bar:
         task = bar.add_task(description, total=total)
         yield lambda stats: bar.update(task, completed=stats.fetched)
+
+
+def _bar() -> Progress:
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    return Progress(*columns, TimeElapsedColumn(), console=console, transient=True)
 
 
 def print_counts(title: str, rows: list[tuple[str, IngestStats]], out: Console = console) -> None:
@@ -95,6 +100,23 @@ def ingest_pncp_command(
     except IngestFailed as error:
         raise _fail(error, "pncp") from error
     print_counts("ingestion", [("pncp", stats)])
+
+
+@app.command("generate")
+def generate(
+    records: int = typer.Option(
+        100_000, "--records", min=1, help="Records to write (contratações + contratos)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same file."),
+    out: Path = typer.Option(..., "--out", dir_okay=False, help="JSON Lines file to write."),
+) -> None:
+    """Write synthetic PNCP direct awards with linked contratos, calibrated on the real sample."""
+    with _bar() as bar:
+        task = bar.add_task(f"generating {out.name}", total=records)
+        written = write_jsonl(
+            out, records, seed, progress=lambda done, _total: bar.update(task, completed=done)
+        )
+    console.print(f"wrote {written:,} records to {out}")
 
 
 def run_demo(url: str | None = None) -> tuple[Engine, IngestStats]:
