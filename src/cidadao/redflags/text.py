@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from cidadao.domain.records import RecordKind, pncp_link
 
 
+def _to_cents(value: float) -> Decimal:
+    # Half-up on the shortest decimal form of the float, as a person rounds 62725.585 (to ,59, not ,58).
+    return Decimal(repr(float(value))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
 def cents(value: float) -> float:
     """Money rounded to cents, as evidence stores it."""
-    return round(float(value) + 0.0, 2)
+    return float(_to_cents(value))
 
 
 def money(value: float) -> str:
     """`R$ 130.000,00` (Brazilian grouping and decimal comma)."""
-    text = f"{abs(round(float(value), 2)):,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
-    return f"{'-' if value < 0 and round(value, 2) != 0 else ''}R$ {text}"
+    amount = _to_cents(value)
+    text = f"{abs(amount):,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
+    return f"{'-' if amount < 0 else ''}R$ {text}"
 
 
 def percent(ratio: float, digits: int = 1) -> str:

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+
+from cidadao.domain.records import Record, RecordKind
+from cidadao.redflags.base import RECORD_SCHEMA
+from cidadao.redflags.frame import (
+    dataset_from_frames,
+    dataset_from_raw,
+    dataset_from_records,
+    frame_from_ndjson,
+    frame_from_raw,
+)
+from cidadao.redflags.objects import classify
+from cidadao.redflags.text import document, money, percent
+
+CONTRATACAO = {
+    "numeroControlePNCP": "00394460000141-1-000001/2025",
+    "anoCompra": 2025,
+    "sequencialCompra": 1,
+    "modalidadeId": 8,
+    "orgaoEntidade": {"cnpj": "00.394.460/0001-41", "razaoSocial": "MUNICIPIO", "esferaId": "M"},
+    "unidadeOrgao": {"codigoUnidade": 1, "ufSigla": "SP"},
+    "amparoLegal": {"codigo": 19, "nome": "Lei 14.133/2021, Art. 75, II"},
+    "objetoCompra": "Aquisição de combustível para os veículos da Secretaria de Saúde",
+    "valorTotalEstimado": 70000.5,
+    "valorTotalHomologado": None,
+    "dataPublicacaoPncp": "2025-01-02T10:00:00",
+    "dataAberturaProposta": "2025-01-02T08:00:00",
+    "dataEncerramentoProposta": "2025-01-03T08:00:00.123",
+}
+CONTRATO = {
+    "numeroControlePNCP": "00394460000141-2-000001/2025",
+    "numeroControlePncpCompra": "00394460000141-1-000001/2025",
+    "anoContrato": 2025,
+    "sequencialContrato": 1,
+    "orgaoEntidade": {"cnpj": "00394460000141"},
+    "niFornecedor": "11.222.333/0001-81",
+    "tipoPessoa": "PJ",
+    "objetoContrato": "Fornecimento de combustível",
+    "valorInicial": 100,
+    "valorGlobal": "130.5",
+    "dataAssinatura": "2025-01-05T00:00:00",
+    "dataVigenciaInicio": "2025-01-05",
+    "dataVigenciaFim": "2026-01-05",
+}
+
+
+def test_raw_records_become_typed_columns() -> None:
+    frame = frame_from_raw([CONTRATACAO, CONTRATO, {"numeroControlePNCP": "x", "foo": 1}])
+
+    assert frame.schema["value_global"] == pl.Float64
+    rows = frame.to_dicts()
+    assert [row["kind"] for row in rows] == ["contratacao", "contrato", None]
+    purchase, contract = rows[0], rows[1]
+    assert purchase["buyer_cnpj"] == "00394460000141"
+    assert purchase["unit_code"] == "1"
+    assert purchase["value_estimated"] == 70000.5
+    assert purchase["proposal_close_at"] == datetime(2025, 1, 3, 8, 0)
+    assert contract["supplier_id"] == "11222333000181"
+    assert contract["supplier_id_valid"] is True
+    assert contract["value_global"] == 130.5
+    assert contract["signed_at"] == date(2025, 1, 5)
+
+
+def test_wrong_types_become_null_instead_of_failing() -> None:
+    broken = {**CONTRATACAO, "valorTotalEstimado": "muito", "anoCompra": True, "unidadeOrgao": "x"}
+    row = frame_from_raw([broken]).row(0, named=True)
+
+    assert row["value_estimated"] is None
+    assert row["year"] is None
+    assert row["unit_code"] is None
+
+
+def test_ndjson_fast_path_equals_the_tolerant_path(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in (CONTRATACAO, CONTRATO)) + b"\n")
+
+    assert frame_from_ndjson(path).equals(frame_from_raw([CONTRATACAO, CONTRATO]))
+
+
+def test_dataset_derived_columns() -> None:
+    data = dataset_from_raw([CONTRATACAO, CONTRATO])
+
+    assert data.contratacoes["value"].to_list() == [70000.5]  # no homologated value: the estimate
+    assert data.contratacoes["object_class"].to_list() == ["combustivel"]
+    assert data.direct_awards.height == 1
+    enriched = data.contratos_enriched.row(0, named=True)
+    assert (enriched["modalidade_id"], enriched["amparo_code"], enriched["purchase_found"]) == (8, 19, True)
+    assert enriched["value"] == 130.5
+
+
+def test_records_and_database_frames_give_the_same_dataset() -> None:
+    record = Record(
+        kind=RecordKind.CONTRATACAO,
+        control_number="c1",
+        raw={},
+        content_hash="h",
+        modalidade_id=9,
+        value_estimated=Decimal("10.25"),
+        published_at=datetime(2025, 3, 1, 12),
+    )
+    from_records = dataset_from_records([record])
+    # As read from PostgreSQL: Decimal money, timestamptz.
+    table = pl.DataFrame(
+        {
+            "kind": ["contratacao"],
+            "control_number": ["c1"],
+            "content_hash": ["h"],
+            "modalidade_id": [9],
+            "value_estimated": pl.Series([Decimal("10.25")], dtype=pl.Decimal(18, 2)),
+            "published_at": pl.Series([datetime(2025, 3, 1, 15)]).dt.replace_time_zone("UTC"),
+        }
+    )
+    from_table = dataset_from_frames(table, None)
+
+    assert from_table.contratacoes.schema == from_records.contratacoes.schema
+    assert from_table.contratacoes.equals(from_records.contratacoes)
+    assert list(from_table.contratos.schema) == [*RECORD_SCHEMA, "value", "object_class"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Aquisição de MEDICAMENTOS para a Secretaria Municipal de Saúde", "medicamentos"),
+        ("Reforma da Unidade Básica de Saúde", "obras_engenharia"),
+        ("Combustível para veículos da frota", "combustivel"),
+        ("Fornecimento de pneus para atender a Secretaria de Obras", "veiculos"),
+        ("Show artístico na festa do padroeiro", "eventos"),
+        ("Material de expediente", "outros"),
+        (None, None),
+    ],
+)
+def test_object_classes(text: str | None, expected: str | None) -> None:
+    frame = pl.DataFrame({"object": [text]}, schema={"object": pl.String})
+    assert frame.select(classify(pl.col("object")).alias("class"))["class"][0] == expected
+
+
+def test_portuguese_formatting() -> None:
+    assert money(130000) == "R$ 130.000,00"
+    assert money(62725.585) == "R$ 62.725,59"
+    assert money(-5.5) == "-R$ 5,50"
+    assert percent(0.125) == "12,5 %"
+    assert document("11222333000181") == "11.222.333/0001-81"
+    assert document("52998224725") == "***.982.247-**"
