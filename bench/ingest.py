@@ -1,0 +1,137 @@
+"""Ingestion throughput on PostgreSQL against a plain COPY of the same rows, in the same process.
+
+    python bench/ingest.py [--records 100000] [--seed 7] [--database-url postgresql+psycopg://...]
+
+Generates PNCP-shaped records, then in a fresh schema measures:
+- `ingest_file` of the JSON Lines file (read + validate + upsert + quarantine + run counts), first load;
+- the same file again (every record unchanged: the idempotent re-fetch path);
+- a plain psycopg COPY of the same typed rows and raw JSON into a table shaped like `records`.
+Prints records per wall second and per CPU second (this process plus its PostgreSQL backends) of each, and the
+ratio of the first load to COPY. Goal: >= 20,000 records/s, >= 25 % of COPY. Also times read + validate alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+from sqlalchemy import Engine, create_engine, event, text
+
+from cidadao.domain.records import Record
+from cidadao.monitor.ingest import ingest_file
+from cidadao.sources.files import read_records
+from cidadao.sources.generator import write_jsonl
+from cidadao.sources.pncp_schema import parse_records
+from cidadao.store.db import engine_for, upgrade
+from cidadao.store.repositories import WRITTEN_COLUMNS, copy_row
+
+DEFAULT_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--database-url", default=DEFAULT_URL)
+    args = parser.parse_args()
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(args.database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{args.database_url}?options=-csearch_path%3D{schema}"
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "records.jsonl"
+            started = time.perf_counter()
+            write_jsonl(path, args.records, args.seed)
+            print(f"generated {args.records:,} records in {time.perf_counter() - started:.1f} s")
+            run(url, path)
+    finally:
+        engine_for.cache_clear()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+class Meter:
+    """Wall time and CPU time (this process plus its PostgreSQL backends): the CPU figure shows the cost
+    per record even when other work shares the machine and stretches the wall time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.backends: set[int] = set()
+        event.listen(engine, "connect", self._remember_backend)
+
+    def _remember_backend(self, dbapi_connection: Any, _record: Any) -> None:
+        self.backends.add(dbapi_connection.info.backend_pid)
+
+    def _cpu(self) -> float:
+        total = sum(psutil.Process().cpu_times()[:2])
+        for pid in self.backends:
+            with contextlib.suppress(psutil.Error):
+                total += sum(psutil.Process(pid).cpu_times()[:2])
+        return total
+
+    @contextlib.contextmanager
+    def measure(self, label: str, results: list[tuple[str, float, float]]) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), self._cpu()
+        yield
+        results.append((label, time.perf_counter() - wall, self._cpu() - cpu))
+
+
+def run(url: str, path: Path) -> None:
+    upgrade(url)
+    engine = engine_for(url)
+    meter = Meter(engine)
+    results: list[tuple[str, float, float]] = []
+
+    with meter.measure("ingest_file, first load", results):
+        first = ingest_file(engine, path)
+    with meter.measure("ingest_file, unchanged", results):
+        again = ingest_file(engine, path)
+    assert again.unchanged == first.ingested == first.fetched, (first.counts(), again.counts())
+    with meter.measure("read + validate only", results):
+        records = [item for item in parse_records(read_records(path)) if isinstance(item, Record)]
+    with engine.connect() as connection:
+        connection.exec_driver_sql("CREATE TABLE records_copy (LIKE records INCLUDING ALL)")
+        connection.commit()
+        with meter.measure("plain COPY, same rows", results):
+            copy_rows(connection.connection.driver_connection, records)
+    engine.dispose()
+
+    count = len(records)
+    print(f"{'':<24}  {'wall s':>7} {'rec/s':>8}   {'CPU s':>7} {'rec/CPU-s':>9}")
+    for label, wall, cpu in results:
+        print(f"{label:<24}: {wall:7.2f} {count / wall:8,.0f}   {cpu:7.2f} {count / cpu:9,.0f}")
+    timing = {label: (wall, cpu) for label, wall, cpu in results}
+    (load_wall, load_cpu), (copy_wall, copy_cpu) = (
+        timing["ingest_file, first load"],
+        timing["plain COPY, same rows"],
+    )
+    print(f"first load / COPY, wall : {copy_wall / load_wall:.1%}")
+    print(f"first load / COPY, CPU  : {copy_cpu / load_cpu:.1%}")
+    one, five, _ = os.getloadavg()
+    print(f"load average (1, 5 min) : {one:.1f}, {five:.1f} on {os.cpu_count()} CPUs")
+
+
+def copy_rows(connection: Any, records: list[Record]) -> None:
+    """COPY the typed columns and raw JSON of `records` into `records_copy`, shaped like `records`."""
+    columns = ", ".join(WRITTEN_COLUMNS)
+    with connection.cursor() as cursor, cursor.copy(f"COPY records_copy ({columns}) FROM STDIN") as copy:
+        for record in records:
+            copy.write_row(copy_row(record, "file"))
+    connection.commit()
+
+
+if __name__ == "__main__":
+    main()
