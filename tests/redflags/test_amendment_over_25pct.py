@@ -24,8 +24,8 @@ def test_finding(check_finding) -> None:
     check_finding(finding)
     assert finding.severity is Severity.HIGH
     assert finding.message == (
-        "Contrato com valor global de R$ 140.000,00, 40,0 % acima do valor inicial de R$ 100.000,00, "
-        "excede o limite de 25 % para acréscimos (Lei 14.133/2021, art. 125)"
+        "Contrato com valor global de R$ 140.000,00 excede em R$ 15.000,00 o máximo de R$ 125.000,00 (valor "
+        "inicial de R$ 100.000,00 + 25 % de acréscimos; Lei 14.133/2021, art. 125)"
     )
     assert finding.evidence["increase"] == 0.4
     assert finding.evidence["link"].startswith("https://pncp.gov.br/app/contratos/00394460000141/2025/")

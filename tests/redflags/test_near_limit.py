@@ -25,8 +25,8 @@ def test_finding_message_and_evidence(check_finding) -> None:
     check_finding(finding)
     assert finding.severity is Severity.LOW
     assert finding.message == (
-        "Dispensa de R$ 60.000,00 equivale a 95,7 % do limite de R$ 62.725,59 vigente em 2025 "
-        "(Lei 14.133/2021, art. 75, II; Decreto 12.343/2024)"
+        "Dispensa de R$ 60.000,00 fica R$ 2.725,59 abaixo do limite de R$ 62.725,59 vigente em 2025 "
+        "(95,6 % do limite; Lei 14.133/2021, art. 75, II; Decreto 12.343/2024)"
     )
     assert finding.evidence["band"] == [0.9, 1.0]
     assert finding.evidence["ratio"] == pytest.approx(0.9565, abs=1e-4)

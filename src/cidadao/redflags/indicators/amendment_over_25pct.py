@@ -57,6 +57,8 @@ class AmendmentOver25pct(Indicator):
         findings = []
         for row in over.iter_rows(named=True):
             increase, ceiling = row["increase"], row["ceiling"]
+            maximum = row["value_initial"] * (1 + ceiling)
+            excess = row["value_global"] - maximum
             findings.append(
                 Finding(
                     rule=self.id,
@@ -65,15 +67,16 @@ class AmendmentOver25pct(Indicator):
                     severity=Severity.HIGH,
                     score=round(min(1.0, 0.6 + 0.4 * min(1.0, (increase - ceiling) / ceiling)), 3),
                     message=(
-                        f"Contrato com valor global de {money(row['value_global'])}, "
-                        f"{percent(increase)} acima do valor inicial de {money(row['value_initial'])}, "
-                        f"excede o limite de {percent(ceiling, 0)} para acréscimos ({LEGAL_BASIS})"
+                        f"Contrato com valor global de {money(row['value_global'])} excede em {money(excess)} o "
+                        f"máximo de {money(maximum)} (valor inicial de {money(row['value_initial'])} + "
+                        f"{percent(ceiling, 0)} de acréscimos; {LEGAL_BASIS})"
                     ),
                     evidence={
                         "value_initial": cents(row["value_initial"]),
                         "value_global": cents(row["value_global"]),
                         "increase": round(increase, 4),
                         "max_increase": ceiling,
+                        "max_value": cents(maximum),
                         "renovation": row["renovation"],
                         "modalidade_id": row["modalidade_id"],
                         "purchase": row["purchase_control_number"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -46,6 +47,7 @@ class NearLimit(Indicator):
         for row in near.iter_rows(named=True):
             citation = legal_citation(row["inciso"], row["act"], row["doubled"])
             position = (row["ratio"] - band_low) / (1.0 - band_low)
+            gap = row["limit"] - row["value"]
             findings.append(
                 Finding(
                     rule=self.id,
@@ -54,8 +56,9 @@ class NearLimit(Indicator):
                     severity=Severity.LOW,
                     score=round(min(1.0, 0.2 + 0.3 * position), 3),
                     message=(
-                        f"Dispensa de {money(row['value'])} equivale a {percent(row['ratio'])} do limite de "
-                        f"{money(row['limit'])} vigente em {row['limit_year']} ({citation})"
+                        f"Dispensa de {money(row['value'])} fica {money(gap)} abaixo do limite de "
+                        f"{money(row['limit'])} vigente em {row['limit_year']} "
+                        f"({percent(math.floor(row['ratio'] * 1000) / 1000)} do limite; {citation})"
                     ),
                     evidence={
                         "value": cents(row["value"]),
