@@ -67,9 +67,9 @@ class AmendmentOver25pct(Indicator):
                     severity=Severity.HIGH,
                     score=round(min(1.0, 0.6 + 0.4 * min(1.0, (increase - ceiling) / ceiling)), 3),
                     message=(
-                        f"Contrato com valor global de {money(row['value_global'])} excede em {money(excess)} o "
-                        f"máximo de {money(maximum)} (valor inicial de {money(row['value_initial'])} + "
-                        f"{percent(ceiling, 0)} de acréscimos; {LEGAL_BASIS})"
+                        f"Contrato com valor global de {money(row['value_global'])} excede em "
+                        f"{money(excess)} o máximo de {money(maximum)} (valor inicial de "
+                        f"{money(row['value_initial'])} + {percent(ceiling, 0)} de acréscimos; {LEGAL_BASIS})"
                     ),
                     evidence={
                         "value_initial": cents(row["value_initial"]),
