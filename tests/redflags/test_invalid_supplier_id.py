@@ -34,7 +34,8 @@ def test_wrong_cnpj_check_digit_is_flagged_with_the_expected_digits(check_findin
     finding = result.findings[0]
     check_finding(finding)
     assert finding.message == (
-        "O CNPJ 11222333000180 do fornecedor ACME LTDA tem dígitos verificadores inválidos (o cálculo dá 81)"
+        "O CNPJ 11.222.333/0001-80 do fornecedor ACME LTDA tem dígitos verificadores inválidos "
+        "(o cálculo dá 81)"
     )
     assert finding.evidence["expected_check_digits"] == "81"
     assert finding.evidence["problem"] == "check_digits"
@@ -57,6 +58,17 @@ def test_invalid_ids_are_flagged(supplier_id: str, supplier_type: str, problem: 
     row = contrato(supplier_id=supplier_id, supplier_type=supplier_type)
     result = run("invalid_supplier_id", dataset(contratos=[row]))
     assert [f.evidence["problem"] for f in result.findings] == [problem]
+
+
+def test_cpf_is_masked_in_the_message_and_kept_whole_in_the_evidence() -> None:
+    row = contrato(supplier_id="52998224726", supplier_type="PF", supplier_name="JOSE DA SILVA")
+    finding = run("invalid_supplier_id", dataset(contratos=[row])).findings[0]
+    assert (
+        finding.message
+        == "O CPF ***.982.247-** do fornecedor JOSE DA SILVA tem dígitos verificadores inválidos"
+    )
+    assert finding.evidence["supplier_id"] == "52998224726"
+    assert finding.evidence["expected_check_digits"] == "25"
 
 
 def test_repeated_digits_say_so() -> None:

@@ -11,7 +11,7 @@ from cidadao.domain.records import DIRECT_AWARD_MODALIDADES, Finding, RecordKind
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
 from cidadao.redflags.objects import OTHER
 from cidadao.redflags.stats import RELATED_LIMIT, excess_score, tukey_upper
-from cidadao.redflags.text import link, number
+from cidadao.redflags.text import document, link, number
 
 
 @register
@@ -84,7 +84,7 @@ class HeterogeneousSupplier(Indicator):
         )
 
     def _finding(self, row: dict[str, Any], params: Mapping[str, Any]) -> Finding:
-        supplier = row["supplier_name"] or row["supplier_id"]
+        supplier = row["supplier_name"] or document(row["supplier_id"])
         message = (
             f"O fornecedor {supplier} tem {row['awards']} contratos diretos em {row['classes']} classes de "
             f"objeto distintas ({', '.join(row['class_names'])}), acima da cerca de Tukey de "

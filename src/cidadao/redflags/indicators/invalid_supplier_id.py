@@ -10,7 +10,7 @@ import polars as pl
 from cidadao.domain.ids import classify_id, cnpj_check_digits, cpf_check_digits, normalise_id
 from cidadao.domain.records import Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
-from cidadao.redflags.text import link
+from cidadao.redflags.text import document, link
 
 # Length of the id each PNCP tipoPessoa must have; PE (foreign supplier) has no Brazilian id to check.
 ID_LENGTH = {"PJ": 14, "PF": 11}
@@ -83,18 +83,19 @@ class InvalidSupplierId(Indicator):
     def _finding(self, row: dict[str, Any]) -> Finding:
         ni, supplier = row["supplier_id"], row["supplier_name"] or "sem nome"
         size = len(normalise_id(ni))
+        shown = document(normalise_id(ni)) if size in ID_NAME else ni
         if row["problem"] == "check_digits":
             name = ID_NAME[size]
             expected = row["expected_digits"]
-            detail = (
-                f"dígitos verificadores inválidos (o cálculo dá {expected})"
-                if expected
-                else "dígitos repetidos"
-            )
-            message = f"O {name} {ni} do fornecedor {supplier} tem {detail}"
+            # A CPF is shown masked (its check digits hidden), so the computed ones would mean nothing.
+            if expected and name == "CNPJ":
+                detail = f"dígitos verificadores inválidos (o cálculo dá {expected})"
+            else:
+                detail = "dígitos verificadores inválidos" if expected else "dígitos repetidos"
+            message = f"O {name} {shown} do fornecedor {supplier} tem {detail}"
         else:
             name = ID_NAME[ID_LENGTH[row["supplier_type"]]]
-            message = f"O {name} {ni} do fornecedor {supplier} tem {size} caracteres, tamanho inválido"
+            message = f"O {name} {shown} do fornecedor {supplier} tem {size} caracteres, tamanho inválido"
         return Finding(
             rule=self.id,
             rule_version=self.version,

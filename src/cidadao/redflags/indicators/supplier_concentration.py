@@ -10,7 +10,7 @@ import polars as pl
 from cidadao.domain.records import DIRECT_AWARD_MODALIDADES, Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
 from cidadao.redflags.stats import RELATED_LIMIT, cents_sum, hhi
-from cidadao.redflags.text import cents, link, money, number, percent
+from cidadao.redflags.text import cents, document, link, money, number, percent
 
 GROUP = ["buyer_cnpj", "award_year"]
 
@@ -77,7 +77,7 @@ class SupplierConcentration(Indicator):
 
     def _finding(self, row: dict[str, Any], params: Mapping[str, Any]) -> Finding:
         share = row["share"]
-        supplier = row["supplier_name"] or row["supplier_id"]
+        supplier = row["supplier_name"] or document(row["supplier_id"])
         buyer = row["buyer_name"] or row["buyer_cnpj"]
         message = (
             f"O fornecedor {supplier} recebeu {percent(share)} do valor das contratações diretas de {buyer} "
