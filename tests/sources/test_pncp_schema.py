@@ -149,6 +149,8 @@ def test_invalid_buyer_cnpj_is_a_warning() -> None:
         ({"orgaoEntidade": "MUNICIPIO"}, "orgaoEntidade"),
         ({"anoCompra": "dois mil"}, "anoCompra"),
         ({"objetoCompra": ["a", "b"]}, "objetoCompra"),
+        ({"valorTotalHomologado": {"valor": 1}}, "valorTotalHomologado"),
+        ({"amparoLegal": {"codigo": "II"}}, "amparoLegal.codigo"),
     ],
 )
 def test_unusable_records_are_rejected_naming_the_field(change: dict[str, Any], reason: str) -> None:
@@ -169,6 +171,20 @@ def test_kind_detection_and_explicit_kind() -> None:
     assert detect_kind(CONTRATO) is RecordKind.CONTRATO
     assert detect_kind(CONTRATACAO) is RecordKind.CONTRATACAO
     assert _record({"numeroControlePNCP": "x-1"}, RecordKind.CONTRATACAO).control_number == "x-1"
+
+
+def test_blank_strings_read_as_null() -> None:
+    blanks = {"valorTotalHomologado": "", "dataAberturaProposta": "", "anoCompra": "", "objetoCompra": ""}
+    record = _record({**CONTRATACAO, **blanks})
+    assert (record.value_homologated, record.proposal_open_at, record.year, record.object) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert _record({**CONTRATACAO, "valorTotalEstimado": 0}).value_estimated == 0
+    contrato = _record({**CONTRATO, "dataVigenciaFim": "", "dataAssinatura": "2025-01-10T15:30:00"})
+    assert (contrato.term_end, contrato.signed_at) == (None, date(2025, 1, 10))
 
 
 def test_timezone_aware_times_are_brought_to_brasilia() -> None:

@@ -105,6 +105,7 @@ _INNER_TOKEN = re.compile(rb'["{}\[\]]')
 _STRING_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _OPEN_OBJECT, _OPEN_ARRAY, _QUOTE = ord("{"), ord("["), ord('"')
 _CLOSERS = {ord("}"): _OPEN_OBJECT, ord("]"): _OPEN_ARRAY}
+_RECORD_END = re.compile(rb"}\s*(?:,\s*\{|\])")
 
 
 class _JSONScanner:
@@ -162,7 +163,31 @@ class _JSONScanner:
             return self.line_at(at - len(value)), value.rstrip()
         return None
 
-    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+    def _record_end(self) -> tuple[int, Any] | None:
+        """Fast path: where the object at `record_start` ends, and its value, letting orjson confirm.
+
+        A candidate end is a `}` followed by `,{` or `]`, as between records. A JSON object is never a proper
+        prefix of another, so the first candidate that parses is the record's end. After a few misses (records
+        holding arrays of objects, or broken ones) the caller falls back to scanning token by token.
+        """
+        position, misses = self.record_start, 0
+        while misses < 8:
+            match = _RECORD_END.search(self.buf, position)
+            if match is None:
+                offset = position - self.record_start
+                if not self._refill():
+                    return None
+                position = self.record_start + offset
+                continue
+            end = match.start() + 1
+            try:
+                return end, orjson.loads(self.buf[self.record_start : end])
+            except orjson.JSONDecodeError:
+                position, misses = end, misses + 1
+        return None
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        """(line, value): the parsed value when the fast path found it, else the bytes to parse."""
         stack = self.stack
         while True:
             inside = self.record_start >= 0
@@ -194,7 +219,14 @@ class _JSONScanner:
             self.pos = at + 1
             if token in (_OPEN_OBJECT, _OPEN_ARRAY):
                 if depth == self.record_level and not inside:
-                    self.record_start, self.record_line, self.saw_element = at, self.line_at(at), True
+                    self.saw_element = True
+                    self.record_start, self.record_line = at, self.line_at(at)
+                    found = self._record_end() if token == _OPEN_OBJECT else None
+                    if found is not None:
+                        self.pos, self.record_start = found[0], -1
+                        yield self.record_line, found[1]
+                        continue
+                    self.pos = self.record_start + 1
                 elif depth == 0 and token == _OPEN_ARRAY:
                     self.record_level, self.separator, self.saw_element = 1, at, False
                 elif depth == 0:
@@ -236,11 +268,13 @@ def _read_json(stream: IO[bytes]) -> Iterator[dict[str, Any] | Rejection]:
     scanner = _JSONScanner(stream)
     try:
         for line, value in scanner:
-            try:
-                parsed = orjson.loads(value)
-            except orjson.JSONDecodeError as error:
-                yield Rejection(f"line {line}: invalid JSON ({error})", value.decode("utf-8", "replace"))
-                continue
+            parsed = value
+            if isinstance(value, bytes):
+                try:
+                    parsed = orjson.loads(value)
+                except orjson.JSONDecodeError as error:
+                    yield Rejection(f"line {line}: invalid JSON ({error})", value.decode("utf-8", "replace"))
+                    continue
             for item in _page_or_record(parsed):
                 yield _as_record(item, f"line {line}")
     except MalformedJSONError as error:

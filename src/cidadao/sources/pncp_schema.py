@@ -12,18 +12,11 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Any, Literal, Required
 
 import orjson
-from pydantic import (
-    AfterValidator,
-    AliasChoices,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-)
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from cidadao.domain.ids import classify_id, normalise_id
 from cidadao.domain.records import Record, RecordKind, Rejection
@@ -34,138 +27,134 @@ BRASILIA = timezone(timedelta(hours=-3))
 MIN_YEAR = 1900
 MAX_YEAR = 2199
 
+# Field types are validated natively by pydantic-core (no Python callbacks: they cost more than the rest of
+# the validation together). Blank strings, common in exports, are allowed by the type and read as null when
+# the typed columns are filled.
+Blank = Literal[""]
+Text = str | None
+Int = int | Blank | None
+Money = Decimal | Blank | None
+Code = str | int | None  # unit and IBGE codes are strings in PNCP; some exports write them as numbers
+Timestamp = datetime | Blank | None
+Day = date | datetime | Blank | None  # contract dates, sometimes with a time part that carries no meaning
 
-def _blank_to_none(value: Any) -> Any:
-    if isinstance(value, str) and not value.strip():
+
+# TypedDicts rather than BaseModels: pydantic-core validates them several times faster, and the result is only
+# read once, to fill the Record. total=False: every field may be absent.
+class OrgaoEntidade(TypedDict, total=False):
+    cnpj: Text
+    razaoSocial: Text
+    poderId: Text
+    esferaId: Text
+
+
+class UnidadeOrgao(TypedDict, total=False):
+    codigoUnidade: Code
+    nomeUnidade: Text
+    ufSigla: Text
+    municipioNome: Text
+    codigoIbge: Code
+    codigoIBGE: Code  # the contratos layout spells it so
+
+
+class AmparoLegal(TypedDict, total=False):
+    codigo: Int
+    nome: Text
+    descricao: Text
+
+
+class _Common(TypedDict, total=False):
+    numeroControlePNCP: Required[str]
+    orgaoEntidade: OrgaoEntidade | None
+    unidadeOrgao: UnidadeOrgao | None
+    dataPublicacaoPncp: Timestamp
+    dataAtualizacao: Timestamp
+
+
+class Contratacao(_Common, total=False):
+    """One record of `/v1/contratacoes/publicacao` (the fields the typed columns need)."""
+
+    anoCompra: Int
+    sequencialCompra: Int
+    modalidadeId: Int
+    modalidadeNome: Text
+    amparoLegal: AmparoLegal | None
+    objetoCompra: Text
+    valorTotalEstimado: Money
+    valorTotalHomologado: Money
+    dataAberturaProposta: Timestamp
+    dataEncerramentoProposta: Timestamp
+    situacaoCompraId: Int
+
+
+class Contrato(_Common, total=False):
+    """One record of `/v1/contratos` (the fields the typed columns need)."""
+
+    numeroControlePncpCompra: Text
+    anoContrato: Int
+    sequencialContrato: Int
+    niFornecedor: Text
+    tipoPessoa: Text
+    nomeRazaoSocialFornecedor: Text
+    objetoContrato: Text
+    valorInicial: Money
+    valorGlobal: Money
+    dataAssinatura: Day
+    dataVigenciaInicio: Day
+    dataVigenciaFim: Day
+
+
+_CONTRATACAO = TypeAdapter(Contratacao)
+_CONTRATO = TypeAdapter(Contrato)
+
+# Every declared field name: error locations are cut at the first part that is not one (a union member).
+_FIELD_NAMES = frozenset(
+    name
+    for model in (OrgaoEntidade, UnidadeOrgao, AmparoLegal, Contratacao, Contrato)
+    for name in model.__annotations__
+)
+
+
+class _FieldError(ValueError):
+    def __init__(self, field: str, message: str, value: Any) -> None:
+        super().__init__(f"field {field}: {message} (got {_shown(value)})")
+
+
+def _shown(value: Any) -> str:
+    text = (
+        repr(value) if isinstance(value, str | int | float | bool) or value is None else type(value).__name__
+    )
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _code(value: str | int | None) -> str | None:
+    return str(value) if value is not None and value != "" else None
+
+
+def _moment(field: str, value: datetime | str | None) -> datetime | None:
+    if value is None or value == "":
         return None
-    return value
-
-
-def _checked_datetime(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
+    assert isinstance(value, datetime)
     if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise ValueError(f"year {value.year} out of range {MIN_YEAR}..{MAX_YEAR}")
+        raise _FieldError(field, f"year {value.year} out of range {MIN_YEAR}..{MAX_YEAR}", value.isoformat())
     if value.tzinfo is not None:
         value = value.astimezone(BRASILIA).replace(tzinfo=None)
     return value
 
 
-def _date_part(value: Any) -> Any:
-    """Contract dates come as YYYY-MM-DD, sometimes with a time part that carries no meaning."""
-    value = _blank_to_none(value)
-    if isinstance(value, str) and len(value) > 10 and value[10] in "T ":
-        return value[:10]
+def _day(field: str, value: date | str | None) -> date | None:
+    if value is None or value == "":
+        return None
+    assert isinstance(value, date)
+    if isinstance(value, datetime):
+        value = value.date()
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise _FieldError(field, f"year {value.year} out of range {MIN_YEAR}..{MAX_YEAR}", value.isoformat())
     return value
-
-
-def _checked_date(value: date | None) -> date | None:
-    if value is not None and not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise ValueError(f"year {value.year} out of range {MIN_YEAR}..{MAX_YEAR}")
-    return value
-
-
-def _no_bool(value: Any) -> Any:
-    # pydantic would read true as 1; a boolean where a number belongs is a wrong type.
-    if isinstance(value, bool):
-        raise ValueError("expected a number, got a boolean")
-    return _blank_to_none(value)
-
-
-def _code(value: Any) -> Any:
-    # Unit and IBGE codes are strings in PNCP, but some exports write them as numbers.
-    value = _blank_to_none(value)
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-Text = Annotated[str | None, BeforeValidator(_blank_to_none)]
-Int = Annotated[int | None, BeforeValidator(_no_bool)]
-Money = Annotated[Decimal | None, BeforeValidator(_no_bool)]
-Timestamp = Annotated[datetime | None, BeforeValidator(_blank_to_none), AfterValidator(_checked_datetime)]
-Day = Annotated[date | None, BeforeValidator(_date_part), AfterValidator(_checked_date)]
-Code = Annotated[str | None, BeforeValidator(_code)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-
-class OrgaoEntidade(_Model):
-    cnpj: Text = None
-    razaoSocial: Text = None
-    poderId: Text = None
-    esferaId: Text = None
-
-
-class UnidadeOrgao(_Model):
-    codigoUnidade: Code = None
-    nomeUnidade: Text = None
-    ufSigla: Text = None
-    municipioNome: Text = None
-    codigoIbge: Annotated[Code, Field(validation_alias=AliasChoices("codigoIbge", "codigoIBGE"))] = None
-
-
-class AmparoLegal(_Model):
-    codigo: Int = None
-    nome: Text = None
-    descricao: Text = None
-
-
-class TipoContrato(_Model):
-    id: Int = None
-    nome: Text = None
-
-
-class _Common(_Model):
-    numeroControlePNCP: str = Field(min_length=1)
-    orgaoEntidade: OrgaoEntidade | None = None
-    unidadeOrgao: UnidadeOrgao | None = None
-    dataPublicacaoPncp: Timestamp = None
-    dataAtualizacao: Timestamp = None
-
-
-class Contratacao(_Common):
-    """One record of `/v1/contratacoes/publicacao`."""
-
-    anoCompra: Int = None
-    sequencialCompra: Int = None
-    numeroCompra: Text = None
-    processo: Text = None
-    modalidadeId: Int = None
-    modalidadeNome: Text = None
-    amparoLegal: AmparoLegal | None = None
-    objetoCompra: Text = None
-    informacaoComplementar: Text = None
-    valorTotalEstimado: Money = None
-    valorTotalHomologado: Money = None
-    dataAberturaProposta: Timestamp = None
-    dataEncerramentoProposta: Timestamp = None
-    situacaoCompraId: Int = None
-    situacaoCompraNome: Text = None
-    srp: bool | None = None
-
-
-class Contrato(_Common):
-    """One record of `/v1/contratos`."""
-
-    numeroControlePncpCompra: Text = None
-    anoContrato: Int = None
-    sequencialContrato: Int = None
-    numeroContratoEmpenho: Text = None
-    tipoContrato: TipoContrato | None = None
-    categoriaProcesso: TipoContrato | None = None
-    niFornecedor: Text = None
-    tipoPessoa: Text = None
-    nomeRazaoSocialFornecedor: Text = None
-    objetoContrato: Text = None
-    valorInicial: Money = None
-    valorGlobal: Money = None
-    valorParcela: Money = None
-    numeroParcelas: Int = None
-    valorAcumulado: Money = None
-    dataAssinatura: Day = None
-    dataVigenciaInicio: Day = None
-    dataVigenciaFim: Day = None
 
 
 _CONTRATO_MARKERS = ("numeroControlePncpCompra", "niFornecedor", "anoContrato", "valorInicial", "valorGlobal")
@@ -187,20 +176,18 @@ def content_hash(raw: Any) -> str:
 
 
 def _describe(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors(include_url=False)[:3]:
-        field = ".".join(str(part) for part in item["loc"]) or "record"
-        value = item.get("input")
-        shown = (
-            repr(value)
-            if isinstance(value, str | int | float | bool) or value is None
-            else type(value).__name__
-        )
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        message = str(item["msg"]).removeprefix("Value error, ")
-        problems.append(f"field {field}: {message} (got {shown})")
-    return "; ".join(problems)
+    problems: dict[str, str] = {}
+    for item in error.errors(include_url=False):
+        parts = []
+        for part in item["loc"]:
+            if not isinstance(part, str) or part not in _FIELD_NAMES:
+                break
+            parts.append(part)
+        field = ".".join(parts) or "record"
+        if field not in problems:  # a union reports once per member; the first says it best
+            message = str(item["msg"]).removeprefix("Value error, ")
+            problems[field] = f"field {field}: {message} (got {_shown(item.get('input'))})"
+    return "; ".join(list(problems.values())[:3])
 
 
 @lru_cache(maxsize=1 << 16)
@@ -232,10 +219,12 @@ def parse_record(raw: Any, kind: RecordKind | None = None) -> Record | Rejection
         return Rejection(f"not serialisable as JSON: {error}", raw, control)
     try:
         if kind is RecordKind.CONTRATACAO:
-            return _from_contratacao(Contratacao.model_validate(raw), raw, digest)
-        return _from_contrato(Contrato.model_validate(raw), raw, digest)
+            return _from_contratacao(_CONTRATACAO.validate_python(raw), raw, digest)
+        return _from_contrato(_CONTRATO.validate_python(raw), raw, digest)
     except ValidationError as error:
         return Rejection(_describe(error), raw, control)
+    except _FieldError as error:
+        return Rejection(str(error), raw, control)
 
 
 def parse_records(raws: Iterable[Any], kind: RecordKind | None = None) -> Iterator[Record | Rejection]:
@@ -244,70 +233,71 @@ def parse_records(raws: Iterable[Any], kind: RecordKind | None = None) -> Iterat
         yield raw if isinstance(raw, Rejection) else parse_record(raw, kind)
 
 
-def _common(model: _Common, raw: dict[str, Any], digest: str, kind: RecordKind) -> Record:
-    record = Record(kind=kind, control_number=model.numeroControlePNCP, raw=raw, content_hash=digest)
-    orgao = model.orgaoEntidade
-    if orgao is not None:
-        if orgao.cnpj is not None:
-            record.buyer_cnpj, buyer_kind, buyer_valid = _id_status(orgao.cnpj)
+def _common(valid: _Common, raw: dict[str, Any], digest: str, kind: RecordKind) -> Record:
+    record = Record(kind=kind, control_number=valid["numeroControlePNCP"], raw=raw, content_hash=digest)
+    orgao = valid.get("orgaoEntidade")
+    if orgao:
+        cnpj = orgao.get("cnpj")
+        if cnpj:
+            record.buyer_cnpj, buyer_kind, buyer_valid = _id_status(cnpj)
             if buyer_kind != "cnpj" or not buyer_valid:
-                record.warnings.append(f"orgaoEntidade.cnpj {orgao.cnpj!r} is not a valid CNPJ")
-        record.buyer_name = orgao.razaoSocial
-        record.sphere = orgao.esferaId
-        record.power = orgao.poderId
-    unit = model.unidadeOrgao
-    if unit is not None:
-        record.unit_code = unit.codigoUnidade
-        record.unit_name = unit.nomeUnidade
-        record.uf = unit.ufSigla
-        record.municipality = unit.municipioNome
-        record.ibge_code = unit.codigoIbge
-    record.published_at = model.dataPublicacaoPncp
-    record.source_updated_at = model.dataAtualizacao
+                record.warnings.append(f"orgaoEntidade.cnpj {cnpj!r} is not a valid CNPJ")
+        record.buyer_name = orgao.get("razaoSocial") or None
+        record.sphere = orgao.get("esferaId") or None
+        record.power = orgao.get("poderId") or None
+    unit = valid.get("unidadeOrgao")
+    if unit:
+        record.unit_code = _code(unit.get("codigoUnidade"))
+        record.unit_name = unit.get("nomeUnidade") or None
+        record.uf = unit.get("ufSigla") or None
+        record.municipality = unit.get("municipioNome") or None
+        record.ibge_code = _code(unit.get("codigoIbge")) or _code(unit.get("codigoIBGE"))
+    record.published_at = _moment("dataPublicacaoPncp", valid.get("dataPublicacaoPncp"))
+    record.source_updated_at = _moment("dataAtualizacao", valid.get("dataAtualizacao"))
     return record
 
 
-def _from_contratacao(model: Contratacao, raw: dict[str, Any], digest: str) -> Record:
-    record = _common(model, raw, digest, RecordKind.CONTRATACAO)
-    record.year = model.anoCompra
-    record.sequence = model.sequencialCompra
-    record.modalidade_id = model.modalidadeId
-    record.modalidade_name = model.modalidadeNome
-    if model.amparoLegal is not None:
-        record.amparo_code = model.amparoLegal.codigo
-        record.amparo_name = model.amparoLegal.nome
-    record.situation_id = model.situacaoCompraId
-    record.object = model.objetoCompra
-    record.value_estimated = model.valorTotalEstimado
-    record.value_homologated = model.valorTotalHomologado
-    record.proposal_open_at = model.dataAberturaProposta
-    record.proposal_close_at = model.dataEncerramentoProposta
+def _from_contratacao(valid: Contratacao, raw: dict[str, Any], digest: str) -> Record:
+    record = _common(valid, raw, digest, RecordKind.CONTRATACAO)
+    record.year = _none(valid.get("anoCompra"))
+    record.sequence = _none(valid.get("sequencialCompra"))
+    record.modalidade_id = _none(valid.get("modalidadeId"))
+    record.modalidade_name = valid.get("modalidadeNome") or None
+    amparo = valid.get("amparoLegal")
+    if amparo:
+        record.amparo_code = _none(amparo.get("codigo"))
+        record.amparo_name = amparo.get("nome") or None
+    record.situation_id = _none(valid.get("situacaoCompraId"))
+    record.object = valid.get("objetoCompra") or None
+    record.value_estimated = _none(valid.get("valorTotalEstimado"))
+    record.value_homologated = _none(valid.get("valorTotalHomologado"))
+    record.proposal_open_at = _moment("dataAberturaProposta", valid.get("dataAberturaProposta"))
+    record.proposal_close_at = _moment("dataEncerramentoProposta", valid.get("dataEncerramentoProposta"))
     return record
 
 
-def _from_contrato(model: Contrato, raw: dict[str, Any], digest: str) -> Record:
-    record = _common(model, raw, digest, RecordKind.CONTRATO)
-    record.purchase_control_number = model.numeroControlePncpCompra
-    record.year = model.anoContrato
-    record.sequence = model.sequencialContrato
-    record.object = model.objetoContrato
-    record.value_initial = model.valorInicial
-    record.value_global = model.valorGlobal
-    record.signed_at = model.dataAssinatura
-    record.term_start = model.dataVigenciaInicio
-    record.term_end = model.dataVigenciaFim
-    record.supplier_name = model.nomeRazaoSocialFornecedor
-    record.supplier_type = model.tipoPessoa
-    if model.niFornecedor is not None:
-        record.supplier_id, id_kind, valid = _id_status(model.niFornecedor)
+def _from_contrato(valid: Contrato, raw: dict[str, Any], digest: str) -> Record:
+    record = _common(valid, raw, digest, RecordKind.CONTRATO)
+    record.purchase_control_number = valid.get("numeroControlePncpCompra") or None
+    record.year = _none(valid.get("anoContrato"))
+    record.sequence = _none(valid.get("sequencialContrato"))
+    record.object = valid.get("objetoContrato") or None
+    record.value_initial = _none(valid.get("valorInicial"))
+    record.value_global = _none(valid.get("valorGlobal"))
+    record.signed_at = _day("dataAssinatura", valid.get("dataAssinatura"))
+    record.term_start = _day("dataVigenciaInicio", valid.get("dataVigenciaInicio"))
+    record.term_end = _day("dataVigenciaFim", valid.get("dataVigenciaFim"))
+    record.supplier_name = valid.get("nomeRazaoSocialFornecedor") or None
+    supplier_type = record.supplier_type = valid.get("tipoPessoa") or None
+    ni = valid.get("niFornecedor")
+    if ni:
+        record.supplier_id, id_kind, valid_id = _id_status(ni)
         # Foreign suppliers (tipoPessoa PE) carry ids we cannot check.
-        if model.tipoPessoa != "PE" and id_kind in ("cnpj", "cpf"):
-            record.supplier_id_valid = valid
-            if not valid:
-                record.warnings.append(
-                    f"niFornecedor {model.niFornecedor!r}: {id_kind.upper()} check digits do not match"
-                )
-        elif model.tipoPessoa in ("PJ", "PF"):
+        if supplier_type != "PE" and id_kind in ("cnpj", "cpf"):
+            record.supplier_id_valid = valid_id
+            if not valid_id:
+                record.warnings.append(f"niFornecedor {ni!r}: {id_kind.upper()} check digits do not match")
+        elif supplier_type in ("PJ", "PF"):
             record.supplier_id_valid = False
-            record.warnings.append(f"niFornecedor {model.niFornecedor!r}: not a CNPJ or CPF")
+            record.warnings.append(f"niFornecedor {ni!r}: not a CNPJ or CPF")
     return record
