@@ -77,7 +77,7 @@ def golden_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                     purchase,
                     sequence=sequence,
                     supplier_id=supplier,
-                    supplier_name=f"FORNECEDOR {supplier[:6]}",
+                    supplier_name=f"FORNECEDOR {supplier[:8]}",
                     signed_at=day.date() + timedelta(days=3),
                 )
             )
@@ -116,7 +116,7 @@ def golden_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     add(buyers[6], datetime(2025, 3, 3, 10), 12_000.0, supplier="11222333000180")
     # benford_deviation: a buyer whose 320 values mostly start with 4.
     for index in range(320):
-        value = 4_000.0 + 37.0 * index if index % 4 else round(rng.lognormvariate(9, 1.2), 2)
+        value = 4_000.0 + 3.7 * index if index % 4 else round(rng.lognormvariate(9, 1.2), 2)
         add("99990000000100", datetime(2025, 1 + index % 12, 1 + index % 28, 9), value, contract=False)
     return purchases, contracts
 
