@@ -67,7 +67,7 @@ def send_critical_anomalies_summary(
             .outerjoin(RecordRow, RecordRow.control_number == FindingRow.record)
             .where(_created_in(session, start, end))
         )
-        summary = summarise([finding_view(f, r) for f, r in result.tuples()], start, end, period_hours)
+        summary = summarise([finding_view(f, r) for f, r in result], start, end, period_hours)
         enqueued = 0
         if summary["total"] or settings.digest_send_empty:
             payload = envelope("digest.daily", summary)

@@ -51,16 +51,12 @@ def outbox_row(
 def insert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """Insert, skipping any row whose key or (finding, channel) exists: returns how many were new."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    inserted = 0
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        statement = (
-            insert(AlertOutboxRow)
-            .values(list(rows[start : start + _INSERT_CHUNK]))
-            .on_conflict_do_nothing()
-            .returning(AlertOutboxRow.id)
-        )
-        inserted += len(session.execute(statement).all())
-    return inserted
+    # One cached statement, batched by SQLAlchemy's insertmanyvalues; RETURNING yields only new rows.
+    statement = insert(AlertOutboxRow).on_conflict_do_nothing().returning(AlertOutboxRow.id)
+    return sum(
+        len(session.scalars(statement, list(rows[start : start + _INSERT_CHUNK])).all())
+        for start in range(0, len(rows), _INSERT_CHUNK)
+    )
 
 
 def rows_for(
@@ -103,7 +99,7 @@ def enqueue_alerts(
         .outerjoin(RecordRow, RecordRow.control_number == FindingRow.record)
         .where(FindingRow.id.in_(list(finding_ids)))
     )
-    views = [finding_view(finding, record) for finding, record in result.tuples()]
+    views = [finding_view(finding, record) for finding, record in result]
     rows = rows_for(views, channels, settings, now or datetime.now(UTC))
     added = insert_rows(session, rows) if rows else 0
     log.info("alerts enqueued", findings=len(views), rows=added, channels=len(channels))
@@ -116,5 +112,5 @@ def outbox_counts(engine: Engine) -> dict[str, int]:
         result = connection.execute(
             select(AlertOutboxRow.status, func.count()).group_by(AlertOutboxRow.status)
         )
-        counts = {str(status): int(count) for status, count in result.tuples()}
+        counts = {str(status): int(count) for status, count in result}
     return {status: counts.get(status, 0) for status in ("pending", "held", "delivered", "dead")}

@@ -68,7 +68,7 @@ def test_alert() -> None:
                 AlertOutboxRow.idempotency_key.in_(list(keys))
             )
         )
-        for channel, status, error in rows.tuples():
+        for channel, status, error in rows:
             table.add_row(channel, status, error or "")
     console.print(table)
 
@@ -103,7 +103,7 @@ def status() -> None:
             .order_by(AlertOutboxRow.id.desc())
             .limit(20)
         )  # fmt: skip
-        for key, channel, attempts, error in rows.tuples():
+        for key, channel, attempts, error in rows:
             table.add_row(key, channel, str(attempts), error or "")
     if table.row_count:
         console.print(table)
