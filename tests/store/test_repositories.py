@@ -6,10 +6,12 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import Engine, func, select
 
 from cidadao.domain.records import Finding, Record, RecordKind, Rejection, Severity
-from cidadao.store.db import transaction
+from cidadao.store import repositories
+from cidadao.store.db import engine_for, transaction, upgrade
 from cidadao.store.models import (
     BuyerRow,
     FindingRow,
@@ -141,6 +143,10 @@ def test_typed_columns_and_parties_are_stored(engine: Engine) -> None:
     assert row.warnings == contrato.warnings
     assert buyers == [("06140404000167", "MUNICIPIO DE FORTUNA")]
     assert suppliers == [("00656468000139", True)]
+    with transaction(engine) as session:
+        upsert_records(session, [make_record(11, buyer_name="MUNICÍPIO DE FORTUNA")], "file")
+    with engine.connect() as connection:
+        assert connection.execute(select(BuyerRow.name)).scalars().all() == ["MUNICÍPIO DE FORTUNA"]
 
 
 def test_runs_quarantine_and_watermarks(engine: Engine) -> None:
@@ -212,3 +218,21 @@ def test_save_findings_returns_only_new_ids_and_denormalises(engine: Engine) -> 
         Decimal("99.90"),
     )
     assert row.evidence == {"limite": "50000.00"}
+
+
+@pytest.mark.postgres
+def test_a_record_stored_concurrently_after_the_lookup_falls_back_to_the_upsert(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upgrade(pg_url)
+    engine = engine_for(pg_url)
+    with transaction(engine) as session:
+        upsert_records(session, [make_record(1)], "pncp")
+    # As if another writer stored record 1 between our lookup and our COPY.
+    monkeypatch.setattr(repositories, "_stored_versions", lambda _session, _numbers: {})
+    changed = make_record(1, updated=UPDATED + timedelta(hours=2))
+    with transaction(engine) as session:
+        result = upsert_records(session, [changed, make_record(2)], "pncp")
+    assert (result.inserted, result.updated) == ([make_record(2).control_number], [changed.control_number])
+    assert count(engine, RecordRow) == 2
+    engine.dispose()

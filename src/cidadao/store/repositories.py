@@ -17,7 +17,7 @@ import orjson
 import psycopg
 from sqlalchemy import ARRAY, ColumnElement, String, and_, any_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from cidadao.domain.records import RECORD_COLUMNS, Finding, Record, Rejection
@@ -61,7 +61,7 @@ def upsert_records(session: Session, records: Sequence[Record], source: str) -> 
     if not pending:
         written = []
     elif session.get_bind().dialect.name == "postgresql":
-        written = _upsert_records_postgresql(session, pending, source)
+        written = _upsert_records_postgresql(session, pending, source, stored.keys())
     else:
         written = _upsert_records_generic(session, pending, source, stored.keys())
     inserted = [number for number, is_new in written if is_new]
@@ -77,15 +77,18 @@ def _last_per_control_number(records: Sequence[Record]) -> list[Record]:
     return list({record.control_number: record for record in records}.values())
 
 
-def _stored_versions(session: Session, numbers: list[str]) -> dict[str, tuple[str, datetime | None]]:
-    wanted: ColumnElement[bool]
+def _key_in(session: Session, column: Any, keys: list[str]) -> ColumnElement[bool]:
     if session.get_bind().dialect.name == "postgresql":
         # One array parameter instead of thousands of expanded IN parameters.
-        wanted = RecordRow.control_number == any_(bindparam("numbers", numbers, type_=ARRAY(String)))
-    else:
-        wanted = RecordRow.control_number.in_(numbers)
+        return column == any_(bindparam("keys", keys, type_=ARRAY(String)))  # type: ignore[no-any-return]
+    return column.in_(keys)  # type: ignore[no-any-return]
+
+
+def _stored_versions(session: Session, numbers: list[str]) -> dict[str, tuple[str, datetime | None]]:
     rows = session.execute(
-        select(RecordRow.control_number, RecordRow.content_hash, RecordRow.source_updated_at).where(wanted)
+        select(RecordRow.control_number, RecordRow.content_hash, RecordRow.source_updated_at).where(
+            _key_in(session, RecordRow.control_number, numbers)
+        )
     )
     return {number: (digest, updated) for number, digest, updated in rows}
 
@@ -149,17 +152,26 @@ _STAGE = "pg_temp.records_stage"
 
 
 def _upsert_records_postgresql(
-    session: Session, records: list[Record], source: str
+    session: Session, records: list[Record], source: str, existing: Collection[str]
 ) -> list[tuple[str, bool]]:
-    columns = ", ".join(WRITTEN_COLUMNS)
-    session.execute(
-        text(
-            f"CREATE TEMP TABLE IF NOT EXISTS records_stage ON COMMIT DELETE ROWS AS "
-            f"SELECT {columns} FROM records WITH NO DATA"
-        )
-    )
-    session.execute(text(f"TRUNCATE {_STAGE}"))
-    statement = f"COPY {_STAGE} ({columns}) FROM STDIN"
+    fresh = [record for record in records if record.control_number not in existing]
+    if fresh:
+        # Records not stored yet go straight in with COPY; should a concurrent writer have stored one of
+        # them meanwhile, the unique key refuses the COPY and every record takes the upsert path instead.
+        try:
+            with session.begin_nested():
+                _copy_records(session, "records", fresh, source)
+        except IntegrityError:
+            pass
+        else:
+            known = [record for record in records if record.control_number in existing]
+            inserted = [(record.control_number, True) for record in fresh]
+            return inserted + _upsert_staged(session, known, source)
+    return _upsert_staged(session, records, source)
+
+
+def _copy_records(session: Session, table: str, records: list[Record], source: str) -> None:
+    statement = f"COPY {table} ({', '.join(WRITTEN_COLUMNS)}) FROM STDIN"
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor.copy(statement) as copy:
@@ -168,6 +180,20 @@ def _upsert_records_postgresql(
     except psycopg.Error as error:
         # Raised like any SQLAlchemy statement error, so callers handle one exception family.
         raise DBAPIError.instance(statement, None, error, psycopg.Error) from error
+
+
+def _upsert_staged(session: Session, records: list[Record], source: str) -> list[tuple[str, bool]]:
+    if not records:
+        return []
+    columns = ", ".join(WRITTEN_COLUMNS)
+    session.execute(
+        text(
+            f"CREATE TEMP TABLE IF NOT EXISTS records_stage ON COMMIT DELETE ROWS AS "
+            f"SELECT {columns} FROM records WITH NO DATA"
+        )
+    )
+    session.execute(text(f"TRUNCATE {_STAGE}"))
+    _copy_records(session, _STAGE, records, source)
     updates = ", ".join(f"{name} = excluded.{name}" for name in WRITTEN_COLUMNS)
     sql = f"""
         INSERT INTO records ({columns}, needs_analysis, last_changed_at)
@@ -221,15 +247,26 @@ def upsert_parties(session: Session, records: Iterable[Record]) -> None:
     for table, rows, key in ((BuyerRow, buyers, "cnpj"), (SupplierRow, suppliers, "supplier_id")):
         if not rows:
             continue
+        columns = table.__table__.c
+        names = [name for name in next(iter(rows.values())) if name != key]
+        # The same buyers and suppliers come back batch after batch: write only what is new or different.
+        query = select(*(columns[name] for name in (key, *names))).where(
+            _key_in(session, columns[key], list(rows))
+        )
+        stored = {row[key]: row for row in session.execute(query).mappings()}
+        pending = [
+            row
+            for number, row in rows.items()
+            if number not in stored
+            or any(row[name] is not None and row[name] != stored[number][name] for name in names)
+        ]
+        if not pending:
+            continue
         stmt = _dialect_insert(session, table.__table__)  # Core, not the ORM bulk path: far less overhead
-        values = {
-            name: func.coalesce(stmt.excluded[name], table.__table__.c[name])
-            for name in next(iter(rows.values()))
-            if name != key
-        }
+        keep_known = {name: func.coalesce(stmt.excluded[name], columns[name]) for name in names}
         session.execute(
-            stmt.on_conflict_do_update(index_elements=[key], set_={**values, "updated_at": func.now()}),
-            list(rows.values()),
+            stmt.on_conflict_do_update(index_elements=[key], set_={**keep_known, "updated_at": func.now()}),
+            pending,
         )
 
 
