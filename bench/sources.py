@@ -46,7 +46,8 @@ def main() -> None:
         path = Path(folder) / "generated.jsonl"
         wall, cpu, _ = timed(lambda: write_jsonl(path, args.generate, args.seed))
         print(
-            f"generate  {args.generate:>9,} records  {wall:6.1f} s wall  {cpu:6.1f} s cpu  {args.generate / wall:>9,.0f} rec/s"
+            f"generate  {args.generate:>9,} records  {wall:6.1f} s wall  {cpu:6.1f} s cpu"
+            f"  {args.generate / wall:>9,.0f} rec/s wall"
         )
         record = next(generate(1, args.seed))
         floor = Path(folder) / "floor.jsonl"
@@ -58,7 +59,8 @@ def main() -> None:
 
         base_wall, base_cpu, _ = timed(write_floor)
         print(
-            f"  baseline (dump+write one record)  {base_wall:6.1f} s wall  {base_cpu:6.1f} s cpu; generator/baseline cpu = {cpu / base_cpu:.1f}x"
+            f"  baseline (dump+write one record)  {base_wall:6.1f} s wall  {base_cpu:6.1f} s cpu;"
+            f" generator/baseline cpu = {cpu / base_cpu:.1f}x"
         )
 
         with path.open("rb") as stream:
@@ -67,9 +69,10 @@ def main() -> None:
         raws = [orjson.loads(line) for line in lines]
         wall, cpu, results = timed(lambda: list(parse_records(raws)))
         assert len(results) == count
-        loads_wall, loads_cpu, _ = timed(lambda: [orjson.loads(line) for line in lines])
+        _, loads_cpu, _ = timed(lambda: [orjson.loads(line) for line in lines])
         print(
-            f"parse     {count:>9,} records  {count / cpu:>9,.0f} rec/s cpu ({count / wall:,.0f} wall); orjson.loads {count / loads_cpu:,.0f} rec/s cpu, parse/loads = {cpu / loads_cpu:.1f}x"
+            f"parse     {count:>9,} records  {count / cpu:>9,.0f} rec/s cpu ({count / wall:,.0f} wall);"
+            f" orjson.loads {count / loads_cpu:,.0f} rec/s cpu, parse/loads = {cpu / loads_cpu:.1f}x"
         )
 
         sample = Path(folder) / "sample.jsonl"
@@ -80,12 +83,13 @@ def main() -> None:
             + b",".join(line.rstrip(b"\n") for line in lines)
             + b"]}"
         )
-        jsonl_wall, jsonl_cpu, read = timed(lambda: sum(1 for _ in read_records(sample)))
-        page_wall, page_cpu, paged = timed(lambda: sum(1 for _ in read_records(page)))
+        _, jsonl_cpu, read = timed(lambda: sum(1 for _ in read_records(sample)))
+        _, page_cpu, paged = timed(lambda: sum(1 for _ in read_records(page)))
         assert read == paged == count
-        base_wall, base_cpu, _ = timed(lambda: sum(1 for line in sample.open("rb") if orjson.loads(line)))
+        _, base_cpu, _ = timed(lambda: sum(1 for line in sample.open("rb") if orjson.loads(line)))
         print(
-            f"read      jsonl {count / jsonl_cpu:>9,.0f} rec/s cpu; page {count / page_cpu:,.0f} rec/s cpu; baseline loads per line {count / base_cpu:,.0f} rec/s cpu"
+            f"read      jsonl {count / jsonl_cpu:>9,.0f} rec/s cpu; page {count / page_cpu:,.0f} rec/s cpu;"
+            f" baseline loads per line {count / base_cpu:,.0f} rec/s cpu"
         )
 
 

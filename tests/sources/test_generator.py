@@ -165,6 +165,15 @@ def test_write_jsonl_streams_with_progress(tmp_path: Path) -> None:
     assert path.read_bytes().endswith(b"}\n")
 
 
+def test_date_range_is_configurable(tmp_path: Path) -> None:
+    today = date(2026, 11, 26)
+    raws = list(generate(500, seed=5, start=today, end=today))
+    assert {raw["dataPublicacaoPncp"][:10] for raw in raws if "anoCompra" in raw} == {today.isoformat()}
+    path = tmp_path / "today.jsonl"
+    write_jsonl(path, 50, seed=5, start=today, end=today)
+    assert all(isinstance(raw, dict) for raw in read_records(path))
+
+
 def test_edge_sizes() -> None:
     assert list(generate(0)) == []
     assert len(list(generate(1))) == 1

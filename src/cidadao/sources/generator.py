@@ -651,7 +651,7 @@ class _Generator:
         """`count` sorted days within `spread` days, all in one calendar year."""
         days = self.world.days
         first = self._int(max(1, len(days) - spread))
-        candidates = [first + self._int(spread) for _ in range(count)]
+        candidates = [min(first + self._int(spread), len(days) - 1) for _ in range(count)]
         return sorted(day if days[day].year == days[first].year else first for day in candidates)
 
     def _split(self) -> _Event:
@@ -753,6 +753,8 @@ def write_jsonl(
     progress: Progress | None = None,
     planted: dict[str, str] | None = None,
     every: int = 10_000,
+    start: date = START,
+    end: date = END,
 ) -> int:
     """Write `n` generated records as JSON Lines; `progress(done, n)` every `every` records. Returns n."""
     path = Path(path)
@@ -761,7 +763,7 @@ def write_jsonl(
     done = 0
     with path.open("wb") as out:
         batch: list[bytes] = []
-        for record in generate(n, seed, planted=planted):
+        for record in generate(n, seed, start=start, end=end, planted=planted):
             batch.append(dumps(record))
             done += 1
             if len(batch) == every:
