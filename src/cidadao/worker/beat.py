@@ -19,6 +19,7 @@ from celery.beat import Scheduler
 from celery.schedules import schedule
 
 from cidadao.config import Settings, get_settings
+from cidadao.logs import configure_logging
 from cidadao.monitor.jobs import JOBS, PRIORITY, window_start
 from cidadao.store.db import engine_for
 from cidadao.worker.heartbeat import beat as write_heartbeat
@@ -73,6 +74,9 @@ class SingletonScheduler(Scheduler):  # type: ignore[misc]
 
     def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
         self.settings = get_settings()
+        # Celery builds the scheduler (for its banner) before it sets up logging; a standby waits right
+        # here, and should say so.
+        configure_logging(self.settings.log_level, self.settings.log_format)
         self.engine = engine_for(self.settings.effective_database_url)
         self.lock = NamedLock(self.engine, BEAT_LOCK)
         self.host = socket.gethostname()
