@@ -83,6 +83,14 @@ def test_json_lines_bad_line_becomes_rejection_with_line_number(tmp_path: Path) 
     assert rejections[0].raw == '{"numeroControlePNCP": "broken",'
 
 
+def test_json_lines_with_a_broken_first_line_is_still_json_lines(tmp_path: Path) -> None:
+    content = b'{"numeroControlePNCP": \n' + b"\n".join(orjson.dumps(record) for record in RECORDS)
+    out = list(read_records(_write(tmp_path / "export.json", content)))
+    assert out[1:] == RECORDS
+    assert isinstance(out[0], Rejection)
+    assert out[0].reason.startswith("line 1: invalid JSON")
+
+
 def test_format_is_detected_by_content_not_extension(tmp_path: Path) -> None:
     jsonl = _write(tmp_path / "x.json", b"\n".join(orjson.dumps(r) for r in RECORDS))
     pretty = _write(tmp_path / "y.jsonl", orjson.dumps(RECORDS, option=orjson.OPT_INDENT_2))

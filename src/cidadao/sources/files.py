@@ -53,16 +53,23 @@ def detect_format(stream: IO[bytes], suffix: str = "") -> FileFormat:
     if text.startswith(b"["):
         return "json"
     if text.startswith(b"{"):
-        first_line, newline, _ = text.partition(b"\n")
+        first_line, newline, rest = text.partition(b"\n")
         if not newline and len(head) == CHUNK_SIZE:
             return "json"  # a line longer than a chunk: one big page, scanned rather than loaded whole
-        try:
-            orjson.loads(first_line)
-        except orjson.JSONDecodeError:
-            # A pretty-printed page, or a single-line file whose first line is broken.
-            return "jsonl" if suffix in (".jsonl", ".ndjson") else "json"
-        return "jsonl"
+        # JSON Lines when a line holds a whole object; the second line decides when the first is broken.
+        second_line = rest.lstrip().partition(b"\n")[0]
+        if _is_object(first_line) or (second_line.startswith(b"{") and _is_object(second_line)):
+            return "jsonl"
+        # A pretty-printed page or array.
+        return "jsonl" if suffix in (".jsonl", ".ndjson") else "json"
     return "csv"
+
+
+def _is_object(line: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _page_or_record(value: Any) -> list[Any]:
