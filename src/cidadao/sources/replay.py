@@ -10,6 +10,7 @@ Retry-After, slow responses) and records published while it runs, so the client,
 from __future__ import annotations
 
 import asyncio
+import bisect
 import socket
 import threading
 import time
@@ -60,12 +61,9 @@ def _param_date(value: str | None, name: str) -> date:
         raise ValueError(f"Parâmetro {name} inválido: use o formato AAAAMMDD") from None
 
 
-def _published_on(record: dict[str, Any]) -> date | None:
-    value = record.get("dataPublicacaoPncp")
-    try:
-        return date.fromisoformat(str(value)[:10]) if value else None
-    except ValueError:
-        return None
+def _published(record: dict[str, Any]) -> str:
+    # ISO timestamps sort as text; PNCP lists by publication time.
+    return str(record.get("dataPublicacaoPncp") or "")
 
 
 class ReplayServer:
@@ -100,11 +98,9 @@ class ReplayServer:
         with self._lock:
             for record in records:
                 endpoint = "contratos" if detect_kind(record) is RecordKind.CONTRATO else "contratacoes"
-                self._records[endpoint].append(record)
+                # Kept sorted by publication time (ties in publication order), so a window is a bisect away.
+                bisect.insort_right(self._records[endpoint], record, key=_published)
                 added += 1
-            for items in self._records.values():
-                # PNCP lists by publication time; sort is stable, so equal times keep publication order.
-                items.sort(key=lambda item: str(item.get("dataPublicacaoPncp") or ""))
         return added
 
     def inject(self, fault: Fault, times: int = 1) -> None:
@@ -179,12 +175,13 @@ class ReplayServer:
             except (KeyError, ValueError):
                 raise ValueError("Parâmetro codigoModalidadeContratacao é obrigatório") from None
         with self._lock:
+            items = self._records[endpoint]
+            first = bisect.bisect_left(items, start.isoformat(), key=_published)
+            last = bisect.bisect_right(items, end.isoformat() + "\uffff", key=_published)
             matching = [
                 record
-                for record in self._records[endpoint]
-                if (published := _published_on(record)) is not None
-                and start <= published <= end
-                and (modalidade is None or record.get("modalidadeId") == modalidade)
+                for record in items[first:last]
+                if modalidade is None or record.get("modalidadeId") == modalidade
             ]
         total_pages = -(-len(matching) // size)
         if number > total_pages:
