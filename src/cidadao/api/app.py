@@ -9,6 +9,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import ORJSONResponse
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -19,7 +21,7 @@ from cidadao.api.middleware import RequestMiddleware
 from cidadao.api.ratelimit import RedisLimiter, make_limiter
 from cidadao.config import Settings, get_settings
 from cidadao.logs import configure_logging
-from cidadao.store.db import engine_for
+from cidadao.store.db import engine_for, make_engine
 
 DESCRIPTION = """Findings of direct-award risk in Brazilian public procurement (PNCP), with evidence.
 
@@ -30,6 +32,7 @@ Reads are public unless API_READS_PUBLIC=false; writes need a JWT bearer token o
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = engine_for(settings.effective_database_url)
+    read_engine = _read_engine(settings.effective_database_url, engine)
     limiter = make_limiter(settings.redis_url, settings.rate_limit_per_minute)
 
     @asynccontextmanager
@@ -37,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         if isinstance(limiter, RedisLimiter):
             await limiter.close()
+        if read_engine is not engine:
+            read_engine.dispose()
 
     app = FastAPI(
         title="Cidadão.AI Sentinel",
@@ -48,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.read_engine = read_engine
     app.state.metrics = AppMetrics(engine, settings.redis_url)
     install_error_handlers(app)
 
@@ -60,8 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = await run_in_threadpool(request.app.state.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    if settings.api_reads_public:
-        _document_public_reads(app)
+    _document_security(app, settings.api_reads_public)
     app.add_middleware(RequestMiddleware, limiter=limiter)
     if settings.cors_origins:
         app.add_middleware(
@@ -74,17 +79,48 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _document_public_reads(app: FastAPI) -> None:
-    """Reads accept credentials but do not need them: say so in OpenAPI (an empty security requirement)."""
+def _read_engine(url: str, engine: Engine) -> Engine:
+    """On PostgreSQL, reads get a pool of their own in autocommit and without pre-ping: one round trip per
+    query instead of four (ping, BEGIN, query, ROLLBACK). A dropped connection fails one request with 503
+    and the pool reconnects."""
+    if make_url(url).get_backend_name() != "postgresql":
+        return engine
+    return make_engine(
+        url,
+        pool_pre_ping=False,
+        isolation_level="AUTOCOMMIT",  # set once per connection, not per checkout
+        pool_reset_on_return=None,  # nothing to roll back in autocommit
+        pool_size=20,
+        max_overflow=20,
+    )
+
+
+_SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "JWT (JWT_SECRET_KEY) or an API key"},
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "`cidadao apikey create`",
+    },
+}
+
+
+def _document_security(app: FastAPI, reads_public: bool) -> None:
+    """Credentials are read by one light dependency (deps.py), so OpenAPI learns about them here: writes
+    need one, reads too unless API_READS_PUBLIC (then an empty requirement says they are optional)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
-            for path in schema.get("paths", {}).values():
-                operation = path.get("get")
-                if operation and operation.get("security") and {} not in operation["security"]:
-                    operation["security"].append({})
+            schema.setdefault("components", {})["securitySchemes"] = _SECURITY_SCHEMES
+            for path, operations in schema.get("paths", {}).items():
+                if not path.startswith("/v1/"):
+                    continue
+                for method, operation in operations.items():
+                    optional = method == "get" and reads_public
+                    operation["security"] = [*([{}] if optional else []), {"bearer": []}, {"apiKey": []}]
             app.openapi_schema = schema
         return app.openapi_schema
 

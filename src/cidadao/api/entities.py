@@ -11,7 +11,7 @@ from sqlalchemy import Connection, distinct, func, select
 from sqlalchemy.orm import InstrumentedAttribute
 from starlette.responses import Response
 
-from cidadao.api.deps import ConnectionDep, Reader
+from cidadao.api.deps import Reader, SessionDep
 from cidadao.api.errors import ApiError
 from cidadao.api.findings import CNPJ_PATTERN, SUPPLIER_PATTERN
 from cidadao.api.records import RECORD_VALUE
@@ -147,7 +147,7 @@ def _latest_name(connection: Connection, name_column: Any, id_column: Any, entit
 
 @router.get("/buyers/{cnpj}", response_model=Profile, summary="Profile of a buying body (órgão)")
 def get_buyer(
-    cnpj: Annotated[str, Path(pattern=CNPJ_PATTERN)], connection: ConnectionDep, _principal: Reader
+    cnpj: Annotated[str, Path(pattern=CNPJ_PATTERN)], connection: SessionDep, _principal: Reader
 ) -> Response:
     row = connection.execute(select(BuyerRow).where(BuyerRow.cnpj == cnpj)).scalar_one_or_none()
     details = {"sphere": row.sphere, "power": row.power, "uf": row.uf} if row else {}
@@ -164,7 +164,7 @@ def get_buyer(
 
 @router.get("/suppliers/{supplier_id}", response_model=Profile, summary="Profile of a supplier (CNPJ/CPF)")
 def get_supplier(
-    supplier_id: Annotated[str, Path(pattern=SUPPLIER_PATTERN)], connection: ConnectionDep, _principal: Reader
+    supplier_id: Annotated[str, Path(pattern=SUPPLIER_PATTERN)], connection: SessionDep, _principal: Reader
 ) -> Response:
     row = connection.execute(
         select(SupplierRow).where(SupplierRow.supplier_id == supplier_id)

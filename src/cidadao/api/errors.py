@@ -9,6 +9,8 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -138,6 +140,20 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             headers["Allow"] = _allowed_methods(request)
         return error_response(exc.status_code, slug, str(exc.detail), headers=headers)
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(SQLAlchemyTimeoutError)
+    async def _database(request: Request, exc: Exception) -> Response:
+        # Connectivity problems (server restarting, pool exhausted) are temporary: say so, do not 500.
+        if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError | InterfaceError):
+            return await _unexpected(request, exc)
+        log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
+        return error_response(
+            503,
+            "unavailable",
+            "database temporarily unavailable; retry shortly",
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -9,18 +9,32 @@ import hashlib
 import io
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field, StringConstraints
-from sqlalchemy import ColumnElement, Connection, insert, select, tuple_, update
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Float,
+    Select,
+    bindparam,
+    cast,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from starlette.responses import Response
 
-from cidadao.api.deps import EngineDep, Reader, Writer
+from cidadao.api.deps import EngineDep, ReadEngineDep, Reader, Writer
 from cidadao.api.errors import ApiError, bad_param, parse_day
-from cidadao.api.records import RecordSummary, record_summaries, related_records
-from cidadao.api.responses import json_response, money, utc
+from cidadao.api.records import RecordSummary, records_around
+from cidadao.api.responses import json_response, utc
 from cidadao.domain.records import FindingStatus, Severity
 from cidadao.store.models import FindingEventRow, FindingRow
 
@@ -48,11 +62,12 @@ _LIST_COLUMNS = (
     FindingRow.buyer_cnpj,
     FindingRow.supplier_id,
     FindingRow.uf,
-    FindingRow.value,
+    cast(FindingRow.value, Float).label("value"),  # a float from the driver, no Decimal round trip
     FindingRow.created_at,
     FindingRow.updated_at,
 )
 _FIELDS = tuple(column.key for column in _LIST_COLUMNS)
+_TIMESTAMPS = (_FIELDS.index("created_at"), _FIELDS.index("updated_at"))
 
 
 class FindingSort(StrEnum):
@@ -100,6 +115,26 @@ class FindingDetail(FindingSummary):
     records: list[RecordSummary] = Field(description="the flagged record, then related ones")
 
 
+class FindingQuery(BaseModel):
+    """Query parameters of the list, validated in one pass (cheaper than one validation per parameter)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    rule: list[RuleId] | None = Field(default=None, description="indicator id; repeat for several")
+    severity: list[Severity] | None = None
+    status: list[FindingStatus] | None = None
+    uf: str | None = Field(default=None, pattern=UF_PATTERN)
+    buyer_cnpj: str | None = Field(default=None, pattern=CNPJ_PATTERN)
+    supplier: str | None = Field(default=None, pattern=SUPPLIER_PATTERN, description="CNPJ/CPF")
+    date_from: str | None = Field(default=None, pattern=ISO_DATE, description="created on or after, UTC")
+    date_to: str | None = Field(default=None, pattern=ISO_DATE, description="created on or before, UTC")
+    min_value: float | None = Field(default=None, ge=0, le=1e15, allow_inf_nan=False)
+    sort: FindingSort = FindingSort.NEWEST
+    limit: int = Field(default=50, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=512)
+    format: Literal["json", "csv"] = "json"
+
+
 class Triage(BaseModel):
     status: FindingStatus
     note: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)
@@ -107,9 +142,8 @@ class Triage(BaseModel):
 
 def _item(row: Any) -> dict[str, Any]:
     item = dict(zip(_FIELDS, row, strict=True))
-    item["value"] = money(item["value"])
-    item["created_at"] = utc(item["created_at"])
-    item["updated_at"] = utc(item["updated_at"])
+    if item["created_at"].tzinfo is None:  # SQLite; PostgreSQL returns aware timestamps
+        item["created_at"], item["updated_at"] = utc(item["created_at"]), utc(item["updated_at"])
     return item
 
 
@@ -134,28 +168,42 @@ def _decode_cursor(cursor: str, sort: FindingSort, filters: str) -> list[Any]:
     return list(key)
 
 
-def _digest(*filters: Any) -> str:
-    normal = [sorted(set(f)) if isinstance(f, list) else f for f in filters]
-    return hashlib.sha256(orjson.dumps(normal, default=str)).hexdigest()[:16]
+def _digest(filters: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(filters, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
-def _keyset(sort: FindingSort, key: list[Any]) -> ColumnElement[bool]:
-    last_id = int(key[-1])
-    if sort is FindingSort.NEWEST:
-        return FindingRow.id < last_id
-    if sort is FindingSort.OLDEST:
-        return FindingRow.id > last_id
-    pair, after = tuple_(FindingRow.score, FindingRow.id), tuple_(key[0], key[1])
-    condition: ColumnElement[bool] = pair < after if sort is FindingSort.SCORE_DESC else pair > after
-    return condition
-
-
+# One condition per filter, with named parameters: statements are built once per filter shape (below)
+# and then only executed with new values, which skips SQLAlchemy's statement construction per request.
+_CONDITIONS: dict[str, ColumnElement[bool]] = {
+    "rule": FindingRow.rule.in_(bindparam("rule", expanding=True)),
+    "severity": FindingRow.severity.in_(bindparam("severity", expanding=True)),
+    "status": FindingRow.status.in_(bindparam("status", expanding=True)),
+    "uf": FindingRow.uf == bindparam("uf"),
+    "buyer_cnpj": FindingRow.buyer_cnpj == bindparam("buyer_cnpj"),
+    "supplier": FindingRow.supplier_id == bindparam("supplier"),
+    "date_from": FindingRow.created_at >= bindparam("date_from", type_=DateTime(timezone=True)),
+    "date_to": FindingRow.created_at < bindparam("date_to", type_=DateTime(timezone=True)),
+    "min_value": FindingRow.value >= bindparam("min_value", type_=Float()),
+}
+_AFTER = tuple_(bindparam("after_score", type_=Float()), bindparam("after_id", type_=BigInteger()))
+_KEYSET: dict[FindingSort, ColumnElement[bool]] = {
+    FindingSort.NEWEST: FindingRow.id < bindparam("after_id", type_=BigInteger()),
+    FindingSort.OLDEST: FindingRow.id > bindparam("after_id", type_=BigInteger()),
+    FindingSort.SCORE_DESC: tuple_(FindingRow.score, FindingRow.id) < _AFTER,
+    FindingSort.SCORE_ASC: tuple_(FindingRow.score, FindingRow.id) > _AFTER,
+}
 _ORDER = {
     FindingSort.NEWEST: (FindingRow.id.desc(),),
     FindingSort.OLDEST: (FindingRow.id.asc(),),
     FindingSort.SCORE_DESC: (FindingRow.score.desc(), FindingRow.id.desc()),
     FindingSort.SCORE_ASC: (FindingRow.score.asc(), FindingRow.id.asc()),
 }
+
+
+@lru_cache(maxsize=1024)
+def _list_statement(shape: tuple[str, ...], sort: FindingSort, after: bool) -> Select[Any]:
+    conditions = [_CONDITIONS[name] for name in shape] + ([_KEYSET[sort]] if after else [])
+    return select(*_LIST_COLUMNS).where(*conditions).order_by(*_ORDER[sort]).limit(bindparam("limit"))
 
 
 def _csv_cell(value: Any) -> Any:
@@ -183,62 +231,40 @@ def _csv(items: list[dict[str, Any]], next_cursor: str | None) -> Response:
     summary="Findings, newest first by default, with cursor pagination",
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
-def list_findings(
-    engine: EngineDep,
-    _principal: Reader,
-    rule: Annotated[list[RuleId] | None, Query(description="indicator id; repeat for several")] = None,
-    severity: Annotated[list[Severity] | None, Query()] = None,
-    status: Annotated[list[FindingStatus] | None, Query()] = None,
-    uf: Annotated[str | None, Query(pattern=UF_PATTERN)] = None,
-    buyer_cnpj: Annotated[str | None, Query(pattern=CNPJ_PATTERN)] = None,
-    supplier: Annotated[str | None, Query(pattern=SUPPLIER_PATTERN, description="CNPJ/CPF")] = None,
-    date_from: Annotated[str | None, Query(pattern=ISO_DATE, description="created on or after, UTC")] = None,
-    date_to: Annotated[str | None, Query(pattern=ISO_DATE, description="created on or before, UTC")] = None,
-    min_value: Annotated[float | None, Query(ge=0, le=1e15, allow_inf_nan=False)] = None,
-    sort: FindingSort = FindingSort.NEWEST,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-    format: Literal["json", "csv"] = "json",
-) -> Response:
-    first = parse_day(date_from, "date_from") if date_from else None
-    last = parse_day(date_to, "date_to") if date_to else None
+def list_findings(q: Annotated[FindingQuery, Query()], engine: ReadEngineDep, _principal: Reader) -> Response:
+    first = parse_day(q.date_from, "date_from") if q.date_from else None
+    last = parse_day(q.date_to, "date_to") if q.date_to else None
     if first and last and first > last:
         raise bad_param("date_to", "before date_from")
-    conditions: list[ColumnElement[bool]] = []
-    if rule:
-        conditions.append(FindingRow.rule.in_(sorted(set(rule))))
-    if severity:
-        conditions.append(FindingRow.severity.in_(sorted({s.value for s in severity})))
-    if status:
-        conditions.append(FindingRow.status.in_(sorted({s.value for s in status})))
-    if uf:
-        conditions.append(FindingRow.uf == uf.upper())
-    if buyer_cnpj:
-        conditions.append(FindingRow.buyer_cnpj == buyer_cnpj)
-    if supplier:
-        conditions.append(FindingRow.supplier_id == supplier)
-    if first:
-        conditions.append(FindingRow.created_at >= datetime.combine(first, time(), UTC))
-    if last:
-        conditions.append(FindingRow.created_at < datetime.combine(last + timedelta(days=1), time(), UTC))
-    if min_value is not None:
-        conditions.append(FindingRow.value >= min_value)
+    values: dict[str, Any] = {
+        "rule": sorted(set(q.rule)) if q.rule else None,
+        "severity": sorted({s.value for s in q.severity}) if q.severity else None,
+        "status": sorted({s.value for s in q.status}) if q.status else None,
+        "uf": q.uf.upper() if q.uf else None,
+        "buyer_cnpj": q.buyer_cnpj,
+        "supplier": q.supplier,
+        "date_from": datetime.combine(first, time(), UTC) if first else None,
+        "date_to": datetime.combine(last + timedelta(days=1), time(), UTC) if last else None,
+        "min_value": q.min_value,
+    }
+    params = {name: value for name, value in values.items() if value is not None}
     # Cursors carry a digest of the filters, so one cannot be replayed against a different query.
-    filters = _digest(rule, severity, status, uf, buyer_cnpj, supplier, date_from, date_to, min_value)
-    if cursor:
-        conditions.append(_keyset(sort, _decode_cursor(cursor, sort, filters)))
-    query = select(*_LIST_COLUMNS).where(*conditions).order_by(*_ORDER[sort]).limit(limit + 1)
+    filters = _digest(params)
+    if q.cursor:
+        key = _decode_cursor(q.cursor, q.sort, filters)
+        params["after_id"] = key[-1]
+        if len(key) == 2:
+            params["after_score"] = float(key[0])
+    query = _list_statement(tuple(name for name in _CONDITIONS if name in params), q.sort, bool(q.cursor))
     with engine.connect() as connection:
-        rows = connection.execute(query).all()
-    items = [_item(row) for row in rows[:limit]]
+        rows = connection.execute(query, {**params, "limit": q.limit + 1}).all()
+    items = [_item(row) for row in rows[: q.limit]]
     next_cursor = None
-    if len(rows) > limit:
+    if len(rows) > q.limit:
         tail = items[-1]
-        key = (
-            [tail["id"]] if sort in (FindingSort.NEWEST, FindingSort.OLDEST) else [tail["score"], tail["id"]]
-        )
-        next_cursor = _encode_cursor(sort, key, filters)
-    if format == "csv":
+        scored = q.sort in (FindingSort.SCORE_DESC, FindingSort.SCORE_ASC)
+        next_cursor = _encode_cursor(q.sort, [tail["score"], tail["id"]] if scored else [tail["id"]], filters)
+    if q.format == "csv":
         return _csv(items, next_cursor)
     return json_response({"items": items, "next_cursor": next_cursor})
 
@@ -246,33 +272,36 @@ def list_findings(
 FindingId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def _detail(connection: Connection, finding_id: int) -> dict[str, Any]:
-    row = connection.execute(
-        select(*_LIST_COLUMNS, FindingRow.evidence, FindingRow.run_id).where(FindingRow.id == finding_id)
-    ).first()
-    if row is None:
-        raise ApiError(404, f"finding {finding_id} not found", param="id", location="path")
-    item = _item(row[: len(_FIELDS)])
-    item["evidence"], item["run_id"] = row.evidence, row.run_id
-    events = select(
+_DETAIL = select(*_LIST_COLUMNS, FindingRow.evidence, FindingRow.run_id).where(
+    FindingRow.id == bindparam("id")
+)
+_EVENTS = (
+    select(
         FindingEventRow.actor,
         FindingEventRow.from_status,
         FindingEventRow.to_status,
         FindingEventRow.note,
         FindingEventRow.created_at,
-    ).where(FindingEventRow.finding_id == finding_id)
-    item["events"] = [
-        {**event._mapping, "created_at": utc(event.created_at)}
-        for event in connection.execute(events.order_by(FindingEventRow.id))
-    ]
-    flagged = record_summaries(connection, [item["record"]])
-    purchase = flagged[0]["purchase_control_number"] if flagged else None
-    item["records"] = flagged + related_records(connection, item["record"], purchase)
+    )
+    .where(FindingEventRow.finding_id == bindparam("id"))
+    .order_by(FindingEventRow.id)
+)
+
+
+def _detail(connection: Connection, finding_id: int) -> dict[str, Any]:
+    row = connection.execute(_DETAIL, {"id": finding_id}).first()
+    if row is None:
+        raise ApiError(404, f"finding {finding_id} not found", param="id", location="path")
+    item = _item(row[: len(_FIELDS)])
+    item["evidence"], item["run_id"] = row.evidence, row.run_id
+    events = connection.execute(_EVENTS, {"id": finding_id})
+    item["events"] = [{**event._mapping, "created_at": utc(event.created_at)} for event in events]
+    item["records"] = records_around(connection, item["record"])
     return item
 
 
 @router.get("/findings/{id}", response_model=FindingDetail, summary="One finding with evidence and records")
-def get_finding(id: FindingId, engine: EngineDep, _principal: Reader) -> Response:
+def get_finding(id: FindingId, engine: ReadEngineDep, _principal: Reader) -> Response:
     with engine.connect() as connection:
         return json_response(_detail(connection, id))
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import insert, select
 from starlette.responses import Response
 
-from cidadao.api.deps import EngineDep, Reader, Writer
+from cidadao.api.deps import EngineDep, ReadEngineDep, Reader, Writer
 from cidadao.api.errors import ApiError, parse_day
 from cidadao.api.findings import CNPJ_PATTERN, ISO_DATE, MAX_ID, SUPPLIER_PATTERN
 from cidadao.api.responses import json_response, utc
@@ -127,7 +127,7 @@ def create_investigation(body: InvestigationRequest, engine: EngineDep, principa
 
 @router.get("/investigations/{id}", response_model=Investigation, summary="Poll an investigation")
 def get_investigation(
-    id: Annotated[int, Path(ge=1, le=MAX_ID)], engine: EngineDep, _principal: Reader
+    id: Annotated[int, Path(ge=1, le=MAX_ID)], engine: ReadEngineDep, _principal: Reader
 ) -> Response:
     with engine.connect() as connection:
         row = connection.execute(select(*_COLUMNS).where(InvestigationRow.id == id)).first()

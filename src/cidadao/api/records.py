@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import BindParameter, Connection, String, bindparam, func, or_, select
 from starlette.responses import Response
 
-from cidadao.api.deps import ConnectionDep, Reader
+from cidadao.api.deps import Reader, SessionDep
 from cidadao.api.errors import ApiError
 from cidadao.api.responses import json_response, money
 from cidadao.domain.records import RecordKind, pncp_link
@@ -95,25 +95,29 @@ def summary(row: Any) -> dict[str, Any]:
     return item
 
 
-def related_records(
-    connection: Connection, control_number: str, purchase: str | None
-) -> list[dict[str, Any]]:
-    """The contratação of a contrato and its sibling contratos, or the contratos of a contratação."""
-    conditions = [RecordRow.purchase_control_number == control_number]
-    if purchase:
-        conditions += [RecordRow.control_number == purchase, RecordRow.purchase_control_number == purchase]
-    query = (
-        select(*_SUMMARY_COLUMNS)
-        .where(or_(*conditions), RecordRow.control_number != control_number)
-        .order_by(RecordRow.id)
-        .limit(50)
+_RECORD: BindParameter[str] = bindparam("record", type_=String())
+_PURCHASE = (
+    select(RecordRow.purchase_control_number).where(RecordRow.control_number == _RECORD).scalar_subquery()
+)
+# The record first, then its contratação (for a contrato), sibling contratos, or its contratos: one query.
+_AROUND = (
+    select(*_SUMMARY_COLUMNS)
+    .where(
+        or_(
+            RecordRow.control_number == _RECORD,
+            RecordRow.purchase_control_number == _RECORD,
+            RecordRow.control_number == _PURCHASE,
+            RecordRow.purchase_control_number == _PURCHASE,
+        )
     )
-    return [summary(row) for row in connection.execute(query)]
+    .order_by((RecordRow.control_number == _RECORD).desc(), RecordRow.id)
+    .limit(51)
+)
 
 
-def record_summaries(connection: Connection, control_numbers: list[str]) -> list[dict[str, Any]]:
-    query = select(*_SUMMARY_COLUMNS).where(RecordRow.control_number.in_(control_numbers))
-    return [summary(row) for row in connection.execute(query)]
+def records_around(connection: Connection, control_number: str) -> list[dict[str, Any]]:
+    """The record (first, when stored) and the records related to it."""
+    return [summary(row) for row in connection.execute(_AROUND, {"record": control_number})]
 
 
 @router.get("/records/{control_number:path}", response_model=RecordDetail, summary="One PNCP record")
@@ -121,7 +125,7 @@ def get_record(
     control_number: Annotated[
         str, Path(pattern=CONTROL_NUMBER, description="numeroControlePNCP, e.g. 00394460000141-1-000123/2024")
     ],
-    connection: ConnectionDep,
+    connection: SessionDep,
     _principal: Reader,
 ) -> Response:
     row = connection.execute(
@@ -132,7 +136,7 @@ def get_record(
     if row is None:
         raise ApiError(404, f"record {control_number} not found", param="control_number", location="path")
     item = summary(row)
-    item["related"] = related_records(connection, control_number, item["purchase_control_number"])
+    item["related"] = records_around(connection, control_number)[1:]
     findings = select(
         FindingRow.id,
         FindingRow.rule,

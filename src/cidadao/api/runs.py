@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, select
 from starlette.responses import Response
 
-from cidadao.api.deps import ConnectionDep, Reader
+from cidadao.api.deps import Reader, SessionDep
 from cidadao.api.findings import MAX_ID
 from cidadao.api.responses import json_response, utc
 from cidadao.store.models import IngestionRunRow, JobRunRow
@@ -65,7 +65,7 @@ def _naive(value: datetime | None) -> str | None:
 
 @router.get("/runs", response_model=IngestionRunList, summary="Ingestion runs, newest first")
 def list_runs(
-    connection: ConnectionDep,
+    connection: SessionDep,
     _principal: Reader,
     source: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None,
     status: RunStatus = None,
@@ -93,7 +93,7 @@ def list_runs(
 
 @router.get("/runs/jobs", response_model=JobRunList, summary="Periodic job runs, newest first")
 def list_job_runs(
-    connection: ConnectionDep,
+    connection: SessionDep,
     _principal: Reader,
     job: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None,
     status: RunStatus = None,

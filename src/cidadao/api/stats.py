@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, func, select
 from starlette.responses import Response
 
-from cidadao.api.deps import ConnectionDep, Reader
+from cidadao.api.deps import Reader, SessionDep
 from cidadao.api.responses import json_response
 from cidadao.store.models import FindingRow
 
@@ -55,7 +55,7 @@ def compute_stats(connection: Connection) -> dict[str, Any]:
 
 
 @router.get("/stats", response_model=Stats, summary="Finding counts by rule, severity, status, UF and month")
-def get_stats(request: Request, connection: ConnectionDep, _principal: Reader) -> Response:
+def get_stats(request: Request, connection: SessionDep, _principal: Reader) -> Response:
     state = request.app.state
     with _lock:
         cached: tuple[float, dict[str, Any]] | None = getattr(state, "stats_cache", None)
