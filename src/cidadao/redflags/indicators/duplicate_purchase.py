@@ -27,7 +27,8 @@ def duplicate_pairs(frame: pl.DataFrame, keys: list[str], tolerance: float, wind
     """(row, partner) index pairs of `frame` rows with equal `keys`, `value` within `tolerance` of the larger
     one and `day` (days since epoch) at most `window` days apart; both directions of each pair."""
     width = -math.log(1 - tolerance)  # max/min <= 1/(1 - tolerance) => log buckets at most 1 apart
-    base = frame.select(
+    # Most (buyer, key) groups have one record: only groups of two or more can hold a pair.
+    base = frame.filter(pl.len().over(keys) > 1).select(
         "row",
         *keys,
         "value",
@@ -78,12 +79,14 @@ class DuplicatePurchase(Indicator):
         contratos = data.contratos_enriched.filter(
             pl.col("modalidade_id").is_in(DIRECT_AWARD_MODALIDADES) | pl.col("modalidade_id").is_null()
         ).with_columns(pl.col("signed_at").alias("event_day"), pl.col("supplier_id").alias("match_key"))
-        contratacoes = data.direct_awards.with_columns(
-            pl.col("published_at").dt.date().alias("event_day"),
-            normalise_text(pl.col("object")).alias("match_key"),
-        ).with_columns(
+        # Normalise each distinct object once: objects repeat a lot and the accent stripping is costly.
+        objects = data.direct_awards.select(pl.col("object").unique().drop_nulls())
+        objects = objects.with_columns(normalise_text(pl.col("object")).alias("match_key")).with_columns(
             pl.when(pl.col("match_key").str.len_chars() >= params["min_object_length"]).then("match_key")
         )
+        contratacoes = data.direct_awards.with_columns(
+            pl.col("published_at").dt.date().alias("event_day")
+        ).join(objects, on="object", how="left")
         findings: list[Finding] = []
         skipped = 0
         pairs_found: dict[str, int] = {}
