@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import date
+
 from tests.redflags.conftest import award, awards_dataset, flagged, run
 
 OBJECTS = {
@@ -28,13 +30,16 @@ def peers(count: int = 20) -> list[tuple[dict, dict]]:
     ]
 
 
-def test_supplier_in_many_classes_is_flagged_on_every_direct_award(check_finding) -> None:
+def test_supplier_in_many_classes_is_flagged_once_on_its_latest_direct_award(check_finding) -> None:
     odd = supplier_awards(99, ["combustivel", "obras_engenharia", "medicamentos", "alimentacao"])
+    odd[1][1]["signed_at"] = date(2025, 11, 30)
     result = run("heterogeneous_supplier", awards_dataset([*peers(), *odd]))
 
-    assert flagged(result) == {c["control_number"] for _, c in odd}
+    assert flagged(result) == {odd[1][1]["control_number"]}
     finding = result.findings[0]
     check_finding(finding)
+    assert finding.evidence["object_class"] == "obras_engenharia"
+    assert sorted(finding.evidence["related_records"]) == sorted(c["control_number"] for _, c in odd)
     assert finding.evidence["classes"] == 4
     assert finding.evidence["class_counts"] == {
         "alimentacao": 1,

@@ -22,7 +22,7 @@ class HeterogeneousSupplier(Indicator):
     description = (
         "Fornecedor com contratos por dispensa ou inexigibilidade em um número incomum de classes de objeto "
         "distintas: acima da cerca de Tukey (Q3 + 1,5·IQR) entre os fornecedores e em ao menos 3 classes "
-        "(a classe 'outros' não conta)."
+        "(a classe 'outros' não conta); é sinalizado o contrato direto mais recente do fornecedor."
     )
     legal_basis = None
     reference = "OCP Cardinal, regra R048 (Heterogeneous supplier), Open Contracting Partnership"
@@ -61,8 +61,13 @@ class HeterogeneousSupplier(Indicator):
         related = members.group_by("supplier_id").agg(
             pl.len().alias("awards"), pl.col("control_number").sort().head(RELATED_LIMIT).alias("related")
         )
+        # The trait belongs to the supplier: one finding, on its most recent direct award (a new award to
+        # the same supplier gets its own finding as it arrives), with the others listed as related.
+        latest = members.sort(["signed_at", "control_number"], descending=True, nulls_last=True).unique(
+            "supplier_id", keep="first", maintain_order=True
+        )
         flagged = (
-            members.join(heterogeneous, on="supplier_id")
+            latest.join(heterogeneous, on="supplier_id")
             .join(per_class, on="supplier_id")
             .join(related, on="supplier_id")
             .with_columns(
