@@ -55,6 +55,23 @@ def duplicate_pairs(frame: pl.DataFrame, keys: list[str], tolerance: float, wind
     return pl.concat([matched, swapped]).unique()
 
 
+def same_object(usable: pl.DataFrame, pairs: pl.DataFrame, params: Mapping[str, Any]) -> pl.DataFrame:
+    """The `pairs` (same buyer, value and date close) whose normalised objects are equal and long enough.
+
+    Normalising free text is the costly step, so it runs only on the records of candidate pairs.
+    """
+    involved = usable.join(pairs.select("row").unique(), on="row", how="semi")
+    keys = involved.select("row", normalise_text(pl.col("object")).alias("key")).filter(
+        pl.col("key").str.len_chars() >= params["min_object_length"]
+    )
+    return (
+        pairs.join(keys, on="row")
+        .join(keys.rename({"row": "partner", "key": "partner_key"}), on="partner")
+        .filter(pl.col("key") == pl.col("partner_key"))
+        .select("row", "partner")
+    )
+
+
 @register
 class DuplicatePurchase(Indicator):
     id = "duplicate_purchase"
@@ -76,17 +93,13 @@ class DuplicatePurchase(Indicator):
     needs = ("modalidade_id", "buyer_cnpj", "supplier_id", "object", "value", "signed_at", "published_at")
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
+        tolerance, window = params["tolerance"], params["window_days"]
         contratos = data.contratos_enriched.filter(
             pl.col("modalidade_id").is_in(DIRECT_AWARD_MODALIDADES) | pl.col("modalidade_id").is_null()
         ).with_columns(pl.col("signed_at").alias("event_day"), pl.col("supplier_id").alias("match_key"))
-        # Normalise each distinct object once: objects repeat a lot and the accent stripping is costly.
-        objects = data.direct_awards.select(pl.col("object").unique().drop_nulls())
-        objects = objects.with_columns(normalise_text(pl.col("object")).alias("match_key")).with_columns(
-            pl.when(pl.col("match_key").str.len_chars() >= params["min_object_length"]).then("match_key")
-        )
         contratacoes = data.direct_awards.with_columns(
-            pl.col("published_at").dt.date().alias("event_day")
-        ).join(objects, on="object", how="left")
+            pl.col("published_at").dt.date().alias("event_day"), pl.col("object").alias("match_key")
+        )
         findings: list[Finding] = []
         skipped = 0
         pairs_found: dict[str, int] = {}
@@ -100,9 +113,12 @@ class DuplicatePurchase(Indicator):
             usable = usable.with_row_index("row").with_columns(
                 pl.col("event_day").cast(pl.Int64).alias("day")
             )
-            pairs = duplicate_pairs(
-                usable, ["buyer_cnpj", "match_key"], params["tolerance"], params["window_days"]
-            )
+            if match == "supplier":
+                pairs = duplicate_pairs(usable, ["buyer_cnpj", "match_key"], tolerance, window)
+            else:
+                pairs = same_object(
+                    usable, duplicate_pairs(usable, ["buyer_cnpj"], tolerance, window), params
+                )
             pairs_found[match] = pairs.height // 2
             findings.extend(self._findings(usable, pairs, match, kind, params))
         return RuleResult(findings=findings, skipped=skipped, meta={"pairs": pairs_found})
