@@ -149,3 +149,18 @@ def test_portuguese_formatting() -> None:
     assert percent(0.125) == "12,5 %"
     assert document("11222333000181") == "11.222.333/0001-81"
     assert document("52998224725") == "***.982.247-**"
+
+
+def test_timestamps_in_other_layouts_are_read() -> None:
+    rows = [
+        {**CONTRATACAO, "dataPublicacaoPncp": "2025-01-02 10:00:00"},
+        {**CONTRATACAO, "dataPublicacaoPncp": "2025-01-03"},
+        {**CONTRATACAO, "dataPublicacaoPncp": "2025-01-04T10:00:00-03:00"},
+        {**CONTRATACAO, "dataPublicacaoPncp": "ontem"},
+    ]
+    assert frame_from_raw(rows)["published_at"].to_list() == [
+        datetime(2025, 1, 2, 10),
+        datetime(2025, 1, 3),
+        datetime(2025, 1, 4, 10),
+        None,
+    ]

@@ -155,11 +155,19 @@ def _flatten(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(columns)
 
 
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+
 def _timestamp(expr: pl.Expr) -> pl.Expr:
-    # PNCP times are naive Brasília time; a trailing zone or fraction is dropped, a bare date means midnight.
-    text = expr.str.replace(" ", "T").str.slice(0, 19)
-    text = pl.when(text.str.len_chars() == 10).then(text + "T00:00:00").otherwise(text)
-    return text.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us")
+    # PNCP times are naive Brasília time; a trailing zone or fraction is dropped.
+    return expr.str.slice(0, 19).str.to_datetime(TIMESTAMP_FORMAT, strict=False, time_unit="us")
+
+
+def _lenient_timestamp(expr: pl.Expr) -> pl.Expr:
+    """Also "YYYY-MM-DD HH:MM:SS" and bare dates (midnight); slower, used only when the first pass missed."""
+    text = expr.str.replace(" ", "T", literal=True).str.slice(0, 19)
+    text = pl.when(text.str.len_bytes() == 10).then(text + "T00:00:00").otherwise(text)
+    return text.str.to_datetime(TIMESTAMP_FORMAT, strict=False, time_unit="us")
 
 
 def _supplier_validity(frame: pl.DataFrame) -> pl.Series:
@@ -200,18 +208,24 @@ def _typed(flat: pl.DataFrame) -> pl.DataFrame:
     for name, dtype in RECORD_SCHEMA.items():
         if name in ("kind", "content_hash", "supplier_id_valid"):
             continue
-        expr = first(name).str.strip_chars()
-        expr = pl.when(expr.str.len_chars() > 0).then(expr)
+        expr = first(name)
         if name in ("buyer_cnpj", "supplier_id"):
             expr = expr.str.replace_all(r"[^0-9A-Za-z]", "").str.to_uppercase()
         if isinstance(dtype, pl.Datetime):
             expr = _timestamp(expr)
         elif isinstance(dtype, pl.Date):
             expr = expr.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+        elif isinstance(dtype, pl.String):
+            expr = pl.when(expr.str.len_bytes() > 0).then(expr)  # "" is absent, as in parse_record
         else:
-            expr = expr.cast(dtype, strict=False)
+            expr = expr.str.strip_chars().cast(dtype, strict=False)
         columns.append(expr.alias(name))
     typed = flat.select(columns)
+    for name, dtype in RECORD_SCHEMA.items():
+        if isinstance(dtype, pl.Datetime):
+            texts = flat.select(first(name).alias(name))
+            if typed[name].null_count() > texts[name].null_count():
+                typed = typed.with_columns(texts.select(_lenient_timestamp(pl.col(name))))
     return typed.with_columns(_supplier_validity(typed), pl.lit(None, dtype=pl.String).alias("content_hash"))
 
 

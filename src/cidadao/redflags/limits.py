@@ -25,7 +25,7 @@ from typing import Literal
 import polars as pl
 
 from cidadao.domain.records import MODALIDADE_DISPENSA
-from cidadao.redflags.objects import normalise_text
+from cidadao.redflags.objects import normalise_text, with_distinct
 
 Inciso = Literal["I", "II"]
 AMPARO_CODES: dict[int, str] = {18: "I", 19: "II", 38: "VIII"}
@@ -88,6 +88,11 @@ def inciso_expr() -> pl.Expr:
     return pl.when(pl.col("amparo_name").is_not_null()).then(from_name).otherwise(from_code)
 
 
+def with_inciso(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` plus an `inciso` column (see inciso_expr), computed once per distinct amparo."""
+    return with_distinct(frame, ["amparo_name", "amparo_code"], inciso_expr(), "inciso")
+
+
 def doubled_expr(doubled_cnpjs: list[str]) -> pl.Expr:
     """Art. 75 §2: consórcio público by buyer name, agência executiva by listed CNPJ."""
     by_name = normalise_text(pl.col("buyer_name")).str.contains(r"\bconsorcio").fill_null(False)
@@ -110,11 +115,9 @@ def with_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.Data
 
     `limit` and `act` are null when the table has no row for the year (or the year is unknown).
     """
-    dispensas = contratacoes.filter(pl.col("modalidade_id") == MODALIDADE_DISPENSA).with_columns(
-        inciso_expr().alias("inciso"),
-        reference_year().alias("limit_year"),
-        doubled_expr(doubled_cnpjs).alias("doubled"),
-    )
+    dispensas = with_inciso(contratacoes.filter(pl.col("modalidade_id") == MODALIDADE_DISPENSA))
+    dispensas = with_distinct(dispensas, ["buyer_name", "buyer_cnpj"], doubled_expr(doubled_cnpjs), "doubled")
+    dispensas = dispensas.with_columns(reference_year().alias("limit_year"))
     by_value = dispensas.filter(pl.col("inciso").is_in(["I", "II"]))
     joined = by_value.join(
         limits_frame().rename({"year": "limit_year"}),

@@ -9,12 +9,11 @@ import polars as pl
 
 from cidadao.domain.records import Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
-from cidadao.redflags.objects import normalise_text
 from cidadao.redflags.text import cents, link, money, percent
 
 LEGAL_BASIS = "Lei 14.133/2021, art. 125"
 # Art. 125: the ceiling is 50 % for the renovation (reforma) of a building or of equipment.
-RENOVATION = r"\breforma"
+RENOVATION = r"(?i)\breforma"
 
 
 @register
@@ -40,7 +39,7 @@ class AmendmentOver25pct(Indicator):
             & (pl.col("value_initial") > 0)
             & pl.col("value_global").is_not_null()
         )
-        renovation = normalise_text(pl.col("object")).str.contains(RENOVATION).fill_null(False)
+        renovation = pl.col("object").str.contains(RENOVATION).fill_null(False)
         checked = usable.with_columns(
             (pl.col("value_global") / pl.col("value_initial") - 1.0).alias("increase"),
             renovation.alias("renovation"),

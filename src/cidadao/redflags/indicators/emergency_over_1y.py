@@ -9,7 +9,7 @@ import polars as pl
 
 from cidadao.domain.records import Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
-from cidadao.redflags.limits import inciso_expr
+from cidadao.redflags.limits import with_inciso
 from cidadao.redflags.text import cents, day, document, link
 
 LEGAL_BASIS = "Lei 14.133/2021, art. 75, VIII"
@@ -34,8 +34,10 @@ class EmergencyOver1y(Indicator):
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
         months = int(params["max_months"])
-        emergency = data.contratos_enriched.filter(inciso_expr() == "VIII").with_columns(
-            pl.coalesce("signed_at", "term_start").alias("award_date")
+        emergency = (
+            with_inciso(data.contratos_enriched)
+            .filter(pl.col("inciso") == "VIII")
+            .with_columns(pl.coalesce("signed_at", "term_start").alias("award_date"))
         )
         has_term = pl.col("term_start").is_not_null() & pl.col("term_end").is_not_null()
         dated = pl.col("buyer_cnpj").is_not_null() & pl.col("supplier_id").is_not_null()

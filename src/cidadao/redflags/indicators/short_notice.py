@@ -11,7 +11,7 @@ import polars as pl
 from cidadao.domain.records import MODALIDADE_DISPENSA, Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
 from cidadao.redflags.holidays import business_days_after, holidays_between
-from cidadao.redflags.limits import inciso_expr
+from cidadao.redflags.limits import with_inciso
 from cidadao.redflags.text import day, link
 
 LEGAL_BASIS = "Lei 14.133/2021, art. 75, §3º"
@@ -37,9 +37,8 @@ class ShortNotice(Indicator):
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
         minimum = int(params["min_business_days"])
         # §3 concerns dispensas by value (incisos I and II); an unknown inciso is kept, other incisos are not.
-        population = data.contratacoes.filter(pl.col("modalidade_id") == MODALIDADE_DISPENSA).filter(
-            inciso_expr().is_in(["I", "II"]) | inciso_expr().is_null()
-        )
+        dispensas = with_inciso(data.contratacoes.filter(pl.col("modalidade_id") == MODALIDADE_DISPENSA))
+        population = dispensas.filter(pl.col("inciso").is_in(["I", "II"]) | pl.col("inciso").is_null())
         opened, closed = pl.col("proposal_open_at").dt.date(), pl.col("proposal_close_at").dt.date()
         # Equal open and close instants mean no proposal phase (sem disputa), not a short one.
         window = pl.col("proposal_close_at") > pl.col("proposal_open_at")
