@@ -12,7 +12,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
@@ -313,6 +313,9 @@ def ingest_pncp(
     last = end or now.date()
     with transaction(engine) as session:
         plans = [_plan(session, settings, endpoint, start, last, now) for endpoint in endpoints]
+    if start is not None and all(plan.first > last for plan in plans):
+        # This backfill was completed before: asked again, it runs again from the start.
+        plans = [replace(plan, first=start, cursor=None) for plan in plans]
     first = min((plan.first for plan in plans), default=last)
     stats = IngestStats()
     window = (datetime.combine(first, time()), datetime.combine(last + timedelta(days=1), time()))
@@ -341,8 +344,10 @@ def _plan(
         # A backfill keeps its own watermark so it never disturbs the incremental one.
         key = f"pncp:{endpoint}@{start:%Y%m%d}-{last:%Y%m%d}"
         mark = get_watermark(session, key)
-        position = mark.position if mark else datetime.combine(start, time())
-        return _Plan(endpoint, key, start, position, mark.cursor if mark else None)
+        if mark is None:
+            return _Plan(endpoint, key, start, datetime.combine(start, time()), None)
+        first = date.fromisoformat(mark.cursor["window"][0]) if mark.cursor else mark.position.date()
+        return _Plan(endpoint, key, max(first, start), mark.position, mark.cursor)
     key = f"pncp:{endpoint}"
     mark = get_watermark(session, key)
     if mark is None:
