@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -82,11 +84,22 @@ class RedisServer:
 
 
 class PostgresServer:
-    def __init__(self, directory: Path) -> None:
-        self.data = directory / "pgdata"
+    """initdb refuses to run as root: then the cluster belongs to the `postgres` account, in its own dir."""
+
+    def __init__(self) -> None:
+        self.prefix: list[str] = []
+        self.root = Path(tempfile.mkdtemp(prefix="cidadao-pg-"))
+        if os.geteuid() == 0:
+            try:
+                account = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.skip("running as root without a postgres account for initdb")
+            os.chown(self.root, account.pw_uid, account.pw_gid)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        self.data = self.root / "data"
         self.port = free_port()
         subprocess.run(
-            ["initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"],
+            [*self.prefix, "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
@@ -95,9 +108,10 @@ class PostgresServer:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _ctl(self, *args: str) -> None:
-        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         subprocess.run(
-            ["pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.data / "log"), "-w", *args],
+            [*self.prefix, "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w",
+             *args],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
@@ -106,6 +120,11 @@ class PostgresServer:
 
     def stop(self) -> None:
         self._ctl("stop", "-m", "immediate")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @dataclass
