@@ -78,9 +78,9 @@ class SplitPurchase(Indicator):
         )
         # One finding per record: the largest group it belongs to (supplier groups first on ties).
         best: dict[str, dict[str, Any]] = {}
-        for group in groups.sort(["total", "nature", "key"], descending=[True, True, False]).iter_rows(
-            named=True
-        ):
+        ordered = groups.sort(["total", "nature", "key"], descending=[True, True, False])
+        for group in ordered.iter_rows(named=True):
+            group["members"] = None  # evidence list, built once per group on first use
             for record in group["control_number"]:
                 best.setdefault(record, group)
         findings = [self._finding(record, group) for record, group in sorted(best.items())]
@@ -126,7 +126,9 @@ class SplitPurchase(Indicator):
             )
         return parts
 
-    def _finding(self, record: str, group: dict[str, Any]) -> Finding:
+    @staticmethod
+    def _members_evidence(group: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every dispensa of the group in publication order, with value and PNCP link."""
         rows = sorted(
             zip(
                 group["control_number"],
@@ -138,7 +140,22 @@ class SplitPurchase(Indicator):
             ),
             key=lambda row: (row[4] is None, row[4], row[0]),
         )
-        value = next(row[1] for row in rows if row[0] == record)
+        return [
+            {
+                "record": control,
+                "value": cents(amount),
+                "published_at": None if published is None else published.isoformat(),
+                "link": link(RecordKind.CONTRATACAO, group["buyer_cnpj"], year, sequence),
+            }
+            for control, amount, year, sequence, published in rows
+        ]
+
+    def _finding(self, record: str, group: dict[str, Any]) -> Finding:
+        if group["members"] is None:
+            group["members"] = self._members_evidence(group)
+        members: list[dict[str, Any]] = group["members"]
+        own = next(member for member in members if member["record"] == record)
+        value = own["value"]
         citation = f"{LAW}, art. 75, §1º" + ("" if group["act"] == LAW else f"; {group['act']}")
         nature = NATURE_LABEL[group["nature"]]
         total, limit = group["total"], group["limit"]
@@ -169,20 +186,8 @@ class SplitPurchase(Indicator):
                     "nature": group["nature"],
                     "key": group["key"],
                 },
-                "records": [
-                    {
-                        "record": control,
-                        "value": cents(amount),
-                        "published_at": None if published is None else published.isoformat(),
-                        "link": link(RecordKind.CONTRATACAO, group["buyer_cnpj"], year, sequence),
-                    }
-                    for control, amount, year, sequence, published in rows
-                ],
-                "link": next(
-                    link(RecordKind.CONTRATACAO, group["buyer_cnpj"], row[2], row[3])
-                    for row in rows
-                    if row[0] == record
-                ),
+                "records": members,
+                "link": own["link"],
             },
             legal_basis=citation,
         )
