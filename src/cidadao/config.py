@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     api_reads_public: bool = True
     cors_origins: CommaList = Field(default_factory=list)
     rate_limit_per_minute: int = Field(default=600, ge=1)
+    api_list_cache_seconds: float = Field(
+        default=1.0, ge=0, description="reuse identical /v1/findings list answers this long; 0: off"
+    )
 
     # Alerts
     alert_webhooks: CommaList = Field(default_factory=list, description="Discord or generic webhook URLs")

@@ -94,6 +94,7 @@ def make_settings(url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": url,
         "rate_limit_per_minute": 100_000,
+        "api_list_cache_seconds": 0,  # tests see every write at once; test_list_cache covers the cache
         "jwt_secret_key": "test-jwt-secret-of-at-least-32-bytes!",
         **overrides,
     }

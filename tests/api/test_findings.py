@@ -184,3 +184,22 @@ def test_works_on_postgres(pg_url: str) -> None:
         assert client.get("/v1/findings?date_from=2025-03-01&min_value=1000").json()["items"]
         assert client.get("/v1/stats").json()["total"] == 20
         assert client.get("/v1/buyers/00394460000141").json()["records"]["count"] > 0
+
+
+def test_list_cache_reuses_answers_briefly_and_triage_clears_it(
+    sqlite_url: str, seeded: list[dict[str, Any]], writer_token: str
+) -> None:
+    engine = engine_for(sqlite_url)
+    with TestClient(create_app(make_settings(sqlite_url, api_list_cache_seconds=30))) as client:
+        first = client.get("/v1/findings?limit=3").json()
+        with engine.begin() as connection:
+            record = record_row(500, purchase="P-500")
+            connection.execute(insert(RecordRow), [record])
+            connection.execute(insert(FindingRow), [finding_row(500, record, random.Random(1))])
+        assert client.get("/v1/findings?limit=3").json() == first  # same answer within the TTL
+        assert client.get("/v1/findings?limit=4").json()["items"][0]["id"] == 61  # other query: fresh
+        headers = {"Authorization": f"Bearer {writer_token}"}
+        client.patch("/v1/findings/60", json={"status": "confirmed"}, headers=headers)
+        assert client.get("/v1/findings?limit=3").json()["items"][0]["id"] == 61
+    with TestClient(create_app(make_settings(sqlite_url, api_list_cache_seconds=0))) as client:
+        assert client.get("/v1/findings?limit=1").json()["items"][0]["id"] == 61

@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.read_engine = read_engine
+    app.state.page_cache = findings.PageCache(settings.api_list_cache_seconds)
     app.state.metrics = AppMetrics(engine, settings.redis_url)
     install_error_handlers(app)
 

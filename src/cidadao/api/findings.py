@@ -10,16 +10,18 @@ import io
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
+from time import monotonic
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Connection,
     DateTime,
+    Engine,
     Float,
     Select,
     bindparam,
@@ -200,6 +202,35 @@ _ORDER = {
 }
 
 
+class PageCache:
+    """Finished list answers by query string, kept `ttl` seconds (API_LIST_CACHE_SECONDS).
+
+    Many readers poll the same first pages; within a second they get the same bytes without a query.
+    Cursors are keysets, so a cached page never shifts pagination; triage clears this process's entries.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 2048) -> None:
+        self.ttl = ttl
+        self._max = max_entries
+        self._entries: dict[str, tuple[float, Response]] = {}
+
+    def get(self, key: str) -> Response | None:
+        entry = self._entries.get(key) if self.ttl else None
+        if entry is None or entry[0] < monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, response: Response) -> None:
+        if not self.ttl:
+            return
+        if len(self._entries) >= self._max:
+            self._entries = {}  # crude but bounded; entries live about a second anyway
+        self._entries[key] = (monotonic() + self.ttl, response)
+
+    def clear(self) -> None:
+        self._entries = {}
+
+
 @lru_cache(maxsize=1024)
 def _list_statement(shape: tuple[str, ...], sort: FindingSort, after: bool) -> Select[Any]:
     conditions = [_CONDITIONS[name] for name in shape] + ([_KEYSET[sort]] if after else [])
@@ -231,7 +262,20 @@ def _csv(items: list[dict[str, Any]], next_cursor: str | None) -> Response:
     summary="Findings, newest first by default, with cursor pagination",
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
-def list_findings(q: Annotated[FindingQuery, Query()], engine: ReadEngineDep, _principal: Reader) -> Response:
+def list_findings(
+    request: Request, q: Annotated[FindingQuery, Query()], engine: ReadEngineDep, _principal: Reader
+) -> Response:
+    cache: PageCache = request.app.state.page_cache
+    key = f"{q.format}?{request.url.query}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    response = _list_page(q, engine)
+    cache.put(key, response)
+    return response
+
+
+def _list_page(q: FindingQuery, engine: Engine) -> Response:
     first = parse_day(q.date_from, "date_from") if q.date_from else None
     last = parse_day(q.date_to, "date_to") if q.date_to else None
     if first and last and first > last:
@@ -307,7 +351,9 @@ def get_finding(id: FindingId, engine: ReadEngineDep, _principal: Reader) -> Res
 
 
 @router.patch("/findings/{id}", response_model=FindingDetail, summary="Triage a finding (audited)")
-def triage_finding(id: FindingId, body: Triage, engine: EngineDep, principal: Writer) -> Response:
+def triage_finding(
+    request: Request, id: FindingId, body: Triage, engine: EngineDep, principal: Writer
+) -> Response:
     now = datetime.now(UTC)
     with engine.begin() as connection:
         current = connection.execute(
@@ -318,6 +364,7 @@ def triage_finding(id: FindingId, body: Triage, engine: EngineDep, principal: Wr
         connection.execute(
             update(FindingRow).where(FindingRow.id == id).values(status=body.status, updated_at=now)
         )
+        request.app.state.page_cache.clear()
         connection.execute(
             insert(FindingEventRow).values(
                 finding_id=id,
