@@ -17,7 +17,6 @@ from datetime import date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -28,7 +27,7 @@ from cidadao.domain.records import Record, RecordKind, Rejection
 from cidadao.logs import get_logger
 from cidadao.sources.files import read_records
 from cidadao.sources.pncp import PncpClient, split_window
-from cidadao.sources.pncp_schema import parse_records
+from cidadao.sources.pncp_schema import BRASILIA, parse_records
 from cidadao.store.db import transaction
 from cidadao.store.repositories import (
     add_run_counts,
@@ -41,9 +40,9 @@ from cidadao.store.repositories import (
 )
 
 BATCH_SIZE = 2000
-# PNCP dates are Brasília local time; windows and watermarks use the same clock.
-PNCP_TZ = ZoneInfo("America/Sao_Paulo")
 ENDPOINTS: tuple[str, ...] = ("contratacoes", "contratos")
+# PNCP's clock (Brasília, naive in the API): windows and watermarks use it.
+PNCP_TZ = BRASILIA
 
 log = get_logger(__name__)
 T = TypeVar("T")
