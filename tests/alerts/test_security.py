@@ -87,7 +87,7 @@ def test_pinned_https_delivery_keeps_host_and_verifies_the_certificate(
         url = f"https://hooks.test:{receiver.port}{HOOK_PATH}"
         channel = WebhookChannel("webhook:test", 1, url, alert_settings(alert_allowed_hosts=[]))
         payload = {"version": "1", "type": "system.test", "data": {"message": "teste"}}
-        channel.send(Delivery(key="test-1", payload=payload, attempt=1))
+        channel.send(Delivery(key="test-1", payload=payload))
         channel.close()
         [request] = receiver.at(HOOK_PATH)
     assert request.headers["host"] == f"hooks.test:{receiver.port}"

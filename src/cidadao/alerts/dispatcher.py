@@ -143,7 +143,7 @@ def _deliver(
     try:
         if channel is None:
             raise DeliveryError("channel no longer configured", permanent=True)
-        channel.send(Delivery(key=row.key, payload=row.payload, attempt=attempt))
+        channel.send(Delivery(key=row.key, payload=row.payload))
     except DeliveryError as failure:
         error = failure
     except Exception as failure:  # a bug in one channel must not leave the row claimed or stop the batch

@@ -126,6 +126,11 @@ def brl(value: str | Decimal | float | None) -> str:
     return "R$ " + text.replace(",", "_").replace(".", ",").replace("_", ".")
 
 
+def score_text(value: float) -> str:
+    """0,93 (decimal comma, as every number a Brazilian reader sees)."""
+    return f"{float(value):.2f}".replace(".", ",")
+
+
 def local_time(iso: str | None) -> str:
     if not iso:
         return "—"

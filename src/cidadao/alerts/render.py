@@ -7,7 +7,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from cidadao.alerts.payload import RISK_LABELS, SEVERITY_LABELS, brl, local_time
+from cidadao.alerts.payload import RISK_LABELS, SEVERITY_LABELS, brl, local_time, score_text
 from cidadao.alerts.security import one_line
 
 _TEMPLATES = {
@@ -27,6 +27,7 @@ _env = Environment(
 )
 _env.filters["brl"] = brl
 _env.filters["local_time"] = local_time
+_env.filters["score"] = score_text
 _env.filters["one_line"] = one_line
 _env.filters["severity"] = lambda value: SEVERITY_LABELS.get(str(value), str(value))
 
@@ -53,7 +54,8 @@ def subject(payload: dict[str, Any], prefix: bool = True) -> str:
         period = data["period"]
         if data["total"]:
             span = f"{local_time(period['start'])} a {local_time(period['end'])}"
-            text = f"Resumo: {data['total']} anomalias de {span}"
+            count = "1 anomalia" if data["total"] == 1 else f"{data['total']} anomalias"
+            text = f"Resumo: {count} de {span}"
         else:
             text = "Resumo: nenhuma anomalia crítica no período"
     elif kind == "system.test":

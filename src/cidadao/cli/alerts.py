@@ -16,9 +16,11 @@ from cidadao.alerts.dispatcher import dispatch_due
 from cidadao.alerts.outbox import insert_rows, outbox_counts, outbox_row
 from cidadao.alerts.payload import envelope
 from cidadao.cli.app import app, console, err_console, migrated_engine, settings
+from cidadao.logs import get_logger
 from cidadao.store.db import transaction
 from cidadao.store.models import AlertOutboxRow
 
+log = get_logger(__name__)
 alerts_app = typer.Typer(help="Alert outbox: deliver, test channels, send the digest.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 
@@ -31,6 +33,7 @@ def dispatch(
     """Deliver due alerts once (or forever with --loop)."""
     config = settings()
     engine = migrated_engine()
+    log.info("alert channels configured", **configured_channels(config))
     while True:
         stats = dispatch_due(engine, config, limit=limit)
         console.print(" ".join(f"{name}={value}" for name, value in stats.as_dict().items()))

@@ -27,7 +27,6 @@ class Delivery:
 
     key: str  # idempotency key, sent as webhook-id
     payload: dict[str, Any]
-    attempt: int  # 1 for the first try
 
 
 class DeliveryError(Exception):

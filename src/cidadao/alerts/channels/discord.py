@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from cidadao.alerts.channels.base import Channel, Delivery, HttpChannel, min_rank_for, register, short_hash
-from cidadao.alerts.payload import SEVERITY_COLOURS, SEVERITY_LABELS, brl, local_time
+from cidadao.alerts.payload import SEVERITY_COLOURS, SEVERITY_LABELS, brl, local_time, score_text
 from cidadao.alerts.render import buyer_label, subject
 from cidadao.alerts.security import one_line
 from cidadao.config import Settings
@@ -93,7 +93,7 @@ def _finding_embed(finding: dict[str, Any]) -> dict[str, Any]:
             _field("UF", finding.get("uf")),
             _field("Valor", brl(finding.get("value"))),
             _field("Fornecedor", finding.get("supplier_name") or finding.get("supplier_id")),
-            _field("Regra", f"{finding['rule']} (pontuação {float(finding['score']):.2f})"),
+            _field("Regra", f"{finding['rule']} (pontuação {score_text(finding['score'])})"),
         ],
         "footer": {"text": _FOOTER},
     }
