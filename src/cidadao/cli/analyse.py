@@ -12,6 +12,7 @@ from typing import IO
 import orjson
 import polars as pl
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -70,7 +71,7 @@ def read_input(path: Path, stats: InputStats) -> pl.DataFrame:
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -130,7 +131,9 @@ def analyse(
             except (OSError, SanctionsFormatError, pl.exceptions.PolarsError) as error:
                 raise _fail(f"cannot read sanctions {path}: {error}") from None
             if masked:
-                err_console.print(f"{path.name}: {masked} sanction(s) with a masked or blank id ignored")
+                err_console.print(
+                    f"{path.name}: {masked} sanction(s) with a masked or blank id ignored", soft_wrap=True
+                )
             sanction_frames.append(frame)
             progress.advance(task)
         if stats.contratacoes + stats.contratos == 0:
@@ -156,14 +159,15 @@ def analyse(
     report.print(
         f"{stats.contratacoes} contratações, {stats.contratos} contratos"
         + (f", {stats.unrecognised} unrecognised objects" if stats.unrecognised else "")
-        + (f", {len(stats.rejected)} unreadable pieces" if stats.rejected else "")
+        + (f", {len(stats.rejected)} unreadable pieces" if stats.rejected else ""),
+        soft_wrap=True,
     )
     for reason in stats.rejected[:5]:
-        report.print(f"  unreadable: {reason}")
+        report.print(f"  unreadable: {reason}", soft_wrap=True, markup=False)
     report.print(_summary(result))
     if result.errors:
         for rule, message in result.errors.items():
-            err_console.print(f"[bold red]rule {rule} failed:[/] {message}")
+            err_console.print(f"[bold red]rule {rule} failed:[/] {escape(message)}", soft_wrap=True)
         raise typer.Exit(1)
 
 
