@@ -31,6 +31,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from cidadao.api.deps import EngineDep, ReadEngineDep, Reader, Writer
@@ -262,15 +263,16 @@ def _csv(items: list[dict[str, Any]], next_cursor: str | None) -> Response:
     summary="Findings, newest first by default, with cursor pagination",
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
-def list_findings(
+async def list_findings(
     request: Request, q: Annotated[FindingQuery, Query()], engine: ReadEngineDep, _principal: Reader
 ) -> Response:
+    # async so that a cache hit costs no thread-pool hop; the query itself runs in the pool.
     cache: PageCache = request.app.state.page_cache
     key = f"{q.format}?{request.url.query}"
     cached = cache.get(key)
     if cached is not None:
         return cached
-    response = _list_page(q, engine)
+    response = await run_in_threadpool(_list_page, q, engine)
     cache.put(key, response)
     return response
 
