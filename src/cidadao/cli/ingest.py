@@ -127,10 +127,8 @@ def run_demo(url: str | None = None) -> tuple[Engine, IngestStats]:
     path = sample_paths().contratacoes
     with _progress(f"ingesting {path.name}") as progress:
         stats = ingest_file(engine, path, progress=progress)
-    console.print(
-        "Real PNCP sample (PNCP, via Transparência Brasil), stored in " + engine.url.render_as_string()
-    )
-    print_counts("ingestion", [(path.name, stats)])
+    console.print(f"database: {engine.url.render_as_string()}")
+    print_counts("real PNCP sample (PNCP, via Transparência Brasil)", [(path.name, stats)])
     print_summary(engine)
     return engine, stats
 
