@@ -139,13 +139,13 @@ def test_planted_patterns_are_what_they_claim(generated: tuple[list[dict[str, An
     for group in splits.values():
         assert all(raw["valorTotalEstimado"] < _limit(raw) for raw in group)
         assert sum(raw["valorTotalEstimado"] for raw in group) >= _limit(group[0])
-    duplicates = Counter(
+    pairs = Counter(
         (raw["orgaoEntidade"]["cnpj"], raw["objetoCompra"])
         for raw in found["duplicate"]
         if "anoCompra" in raw
     )
-    assert duplicates
-    assert all(count >= 2 for count in duplicates.values())
+    assert pairs
+    assert all(count >= 2 for count in pairs.values())
     december = [raw for raw in found["year_end_rush"] if "anoCompra" in raw]
     assert december
     assert all(raw["dataPublicacaoPncp"][5:10] >= "12-17" for raw in december)

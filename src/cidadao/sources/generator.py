@@ -5,15 +5,19 @@ Deterministic for a seed. `n` counts every record written (contratações plus c
   CNPJs in the sample's cities, the state capitals and generated towns, spheres in the sample's proportions;
 - values: log-normal with the spread (sigma of log values) of the real sample; medians per legal basis, and
   dispensas by value kept under the art. 75 limit of their year (limits from `cidadao.redflags.limits`);
-- suppliers: ~90 % companies (CNPJ), ~9 % people (CPF), ~1 % with wrong check digits; dates 2024-01-01 to
-  2026-10-31, proposal windows of 3+ business days for dispensas with an aviso.
+- suppliers: by sector of the legal basis, mostly companies (CNPJ); people (CPF) are ~8 %, more among artists,
+  lawyers and landlords; ~1 % with a wrong check digit. Dates 2024-01-01 to 2026-10-31 by default.
 
 Planted patterns (`PATTERN_RATES`, share of purchase events; each event is one contratação and its contratos,
 or a cluster for patterns that need several): over_limit, near_limit (90-100 % of the limit), split_purchase
 (same unit and supplier, each under the limit, summing over it), short_notice (proposal window under 3
 business days), amendment_over_25pct, emergency_over_1y, repeat_supplier (3-5 awards in a year), duplicate
 (same buyer, object and value within 30 days), year_end_rush (a burst in the last half of December). Pass
-`planted` to collect {control number: pattern} as ground truth.
+`planted` to collect {control number: pattern} as ground truth: the pattern is marked on the record that
+carries it (the contratação; the contrato for amendments and long emergencies; every record of a duplicate
+pair).
+Organic data stays clean of the value patterns: honest dispensas by value end under 90 % of the limit (95 %
+after amendments) and honest proposal windows span 8+ days.
 """
 
 from __future__ import annotations
@@ -244,7 +248,7 @@ class _World:
             (start + timedelta(days=offset)).isoformat() for offset in range(len(self.days) + 1200)
         ]
         self.buyers = self._buyers(max(300, min(20_000, n // 150)))
-        self.suppliers = self._suppliers(max(1_000, min(200_000, n // 8)))
+        self.suppliers = self._suppliers(max(3_000, min(200_000, n // 8)))
         amparo_weights = [row[4] for row in _AMPAROS]
         self.amparo_cumulative = [value / sum(amparo_weights) for value in _running_sum(amparo_weights)]
 
@@ -302,7 +306,7 @@ class _World:
         for sector, share in sorted(shares.items()):
             pool = pools[sector] = []
             forms = _SECTOR_FORMS[sector]
-            for _ in range(max(50, int(count * share))):
+            for _ in range(max(300, int(count * share))):
                 if rng.random() < _PERSON_SHARE.get(sector, 0.08):
                     name = f"{rng.choice(_FIRST_NAMES)} {rng.choice(_SURNAMES)} {rng.choice(_SURNAMES)}"
                     base = f"{rng.randrange(10**8, 10**9):09d}"
@@ -451,6 +455,7 @@ class _Generator:
         value: float,
         text: str,
         notice_days: int | None = None,
+        homologated: float | None = None,
     ) -> dict[str, Any]:
         rng = self.rng
         year = self.world.days[day].year
@@ -462,10 +467,8 @@ class _Generator:
             modalidade == 8 and code in _BY_VALUE and (notice_days is not None or rng.random() < 0.7)
         )
         if with_notice:
-            close_day = min(
-                day + (notice_days if notice_days is not None else self._int(5, 11)),
-                len(self.world.days) - 1,
-            )
+            # The closing day may fall after the range's end: day_text runs on past it.
+            close_day = day + (notice_days if notice_days is not None else self._int(8, 16))
             opening, closing = (
                 published,
                 self._time(close_day, 9) if close_day > day else published[:11] + "18:00:00",
@@ -489,7 +492,9 @@ class _Generator:
             "objetoCompra": text,
             "linkSistemaOrigem": None,
             "justificativaPresencial": None,
-            "valorTotalHomologado": round(value * rng.uniform(0.9, 1.0), 2),
+            "valorTotalHomologado": (
+                homologated if homologated is not None else round(value * rng.uniform(0.9, 1.0), 2)
+            ),
             "numeroControlePNCP": f"{buyer.orgao['cnpj']}-1-{sequence:06d}/{year}",
             "modalidadeId": modalidade,
             "dataAtualizacaoGlobal": published,
@@ -591,41 +596,48 @@ class _Generator:
                 yield self._single(pattern)
 
     def _single(self, pattern: str | None) -> _Event:
+        """One purchase and its contratos; `pattern` is marked on the record that carries it."""
         rng = self.rng
         buyer, unit = self._buyer()
         day = self._day()
         year = self.world.days[day].year
         notice: int | None = None
+        homologated: float | None = None
         if pattern in ("over_limit", "near_limit", "short_notice"):
             code = 19 if rng.random() < 0.75 else 18
         elif pattern == "emergency_over_1y":
             code = 38
+        elif pattern == "amendment_over_25pct":
+            code = self._pick((38, 6, 10, 17, 20))  # not by value: the amendment alone is the anomaly
         else:
             code = self._amparo()
         value = self._value(code, year)
         if pattern == "over_limit":
-            value = round(self._limit(year, _BY_VALUE[code]) * rng.uniform(1.02, 2.5), 2)
+            value = homologated = round(self._limit(year, _BY_VALUE[code]) * rng.uniform(1.02, 2.5), 2)
         elif pattern == "near_limit":
-            value = round(self._limit(year, _BY_VALUE[code]) * rng.uniform(0.9, 0.999), 2)
+            value = homologated = round(self._limit(year, _BY_VALUE[code]) * rng.uniform(0.9, 0.999), 2)
         elif pattern == "short_notice":
             notice = self._int(0, 2)
-        purchase = self._purchase(buyer, unit, code, day, value, self._object(code), notice)
-        event: _Event = [(purchase, pattern if pattern not in ("amendment_over_25pct",) else None)]
-        contracts = 0 if rng.random() < 0.1 else 1 if rng.random() < 0.89 else 2
-        if pattern in ("amendment_over_25pct", "emergency_over_1y"):
-            contracts = 1
-        for index in range(contracts):
+        purchase = self._purchase(buyer, unit, code, day, value, self._object(code), notice, homologated)
+        on_contract = pattern in ("amendment_over_25pct", "emergency_over_1y")
+        limit = self._limit(year, _BY_VALUE[code]) if code in _BY_VALUE else None
+        event: _Event = [(purchase, None if on_contract else pattern)]
+        contracts = 1 if on_contract else 0 if rng.random() < 0.1 else 1 if rng.random() < 0.89 else 2
+        # Honest amendments of a dispensa by value keep the contract under 95 % of the limit.
+        ceiling = 0.95 * limit if limit is not None else None
+        for _ in range(contracts):
             share = round(value / contracts, 2)
-            growth, term, planted = 0.0, None, None
-            if pattern == "amendment_over_25pct" and index == 0:
-                growth, planted = rng.uniform(0.55, 1.2), pattern
+            growth, term = 0.0, None
+            if pattern == "amendment_over_25pct":
+                growth = rng.uniform(0.55, 1.2)
             elif pattern == "emergency_over_1y":
-                term, planted = self._int(400, 900), pattern
+                term = self._int(400, 900)
             elif rng.random() < 0.15:
                 growth = rng.uniform(0.01, 0.2)
-            event.append(
-                (self._contract(buyer, purchase, day, self._supplier(code), share, growth, term), planted)
-            )
+                if ceiling is not None and pattern != "over_limit":
+                    growth = max(0.0, min(growth, ceiling / share - 1))
+            contract = self._contract(buyer, purchase, day, self._supplier(code), share, growth, term)
+            event.append((contract, pattern if on_contract else None))
         return event
 
     def _awards(
@@ -638,13 +650,15 @@ class _Generator:
         values: list[float],
         texts: list[str],
         pattern: str,
+        on_contracts: bool = False,
     ) -> _Event:
-        """Purchases each with one contrato to the same supplier, all planted with `pattern`."""
+        """Purchases each with one contrato to the same supplier; purchases (and contratos) get `pattern`."""
         event: _Event = []
         for day, code, value, text in zip(days, codes, values, texts, strict=True):
             purchase = self._purchase(buyer, unit, code, day, value, text)
             event.append((purchase, pattern))
-            event.append((self._contract(buyer, purchase, day, supplier, value), pattern))
+            contract = self._contract(buyer, purchase, day, supplier, value)
+            event.append((contract, pattern if on_contracts else None))
         return event
 
     def _days_near(self, count: int, spread: int) -> list[int]:
@@ -688,7 +702,7 @@ class _Generator:
         values = [value, round(value * rng.uniform(0.997, 1.003), 2)]
         text = self._object(code)
         return self._awards(
-            buyer, unit, self._supplier(code), days, [code, code], values, [text, text], "duplicate"
+            buyer, unit, self._supplier(code), days, [code, code], values, [text, text], "duplicate", True
         )
 
     def _year_end_rush(self) -> _Event:
