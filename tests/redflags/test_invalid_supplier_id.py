@@ -82,7 +82,14 @@ def test_every_contrato_of_an_invalid_supplier_is_flagged_once() -> None:
     rows = [contrato(supplier_id="11222333000180") for _ in range(3)] + [contrato()]
     result = run("invalid_supplier_id", dataset(contratos=rows))
     assert sorted(f.record for f in result.findings) == sorted(r["control_number"] for r in rows[:3])
-    assert result.meta == {"distinct_ids": 2, "invalid_ids": 1}
+    assert result.meta == {"checked_ids": 2, "invalid_ids": 1}
+
+
+def test_ids_the_loader_found_valid_are_not_checked_again() -> None:
+    rows = [contrato(supplier_id="11222333000180", supplier_id_valid=False), contrato(supplier_id_valid=True)]
+    result = run("invalid_supplier_id", dataset(contratos=rows))
+    assert flagged(result) == {rows[0]["control_number"]}
+    assert result.meta == {"checked_ids": 1, "invalid_ids": 1}
 
 
 @pytest.mark.parametrize("supplier_id", [None, "", "   "])

@@ -60,24 +60,26 @@ class InvalidSupplierId(Indicator):
     severity = Severity.MEDIUM
     scope = "record"
     defaults: ClassVar[Mapping[str, Any]] = {}
-    needs = ("supplier_id", "supplier_type")
+    needs = ("supplier_id", "supplier_type", "supplier_id_valid")
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
         contratos = data.contratos.with_columns(pl.col("supplier_id").str.strip_chars())
         usable = contratos.filter(pl.col("supplier_id").is_not_null() & (pl.col("supplier_id") != ""))
-        # Check each distinct (id, type) once: suppliers repeat a lot across contracts.
-        distinct = usable.select("supplier_id", "supplier_type").unique()
+        # Ids the loader already found valid (supplier_id_valid, same rules) need no second look; the rest
+        # are checked once per distinct (id, type), since suppliers repeat a lot across contracts.
+        unchecked = usable.filter(pl.col("supplier_id_valid").is_null() | ~pl.col("supplier_id_valid"))
+        distinct = unchecked.select("supplier_id", "supplier_type").unique()
         problems = [id_problem(ni, kind) for ni, kind in distinct.iter_rows()]
         checked = distinct.with_columns(
             pl.Series("problem", [p[0] if p else None for p in problems], dtype=pl.String),
             pl.Series("expected_digits", [p[1] if p else None for p in problems], dtype=pl.String),
         ).drop_nulls("problem")
-        flagged = usable.join(checked, on=["supplier_id", "supplier_type"], nulls_equal=True)
+        flagged = unchecked.join(checked, on=["supplier_id", "supplier_type"], nulls_equal=True)
         findings = [self._finding(row) for row in flagged.iter_rows(named=True)]
         return RuleResult(
             findings=findings,
             skipped=contratos.height - usable.height,
-            meta={"distinct_ids": distinct.height, "invalid_ids": checked.height},
+            meta={"checked_ids": distinct.height, "invalid_ids": checked.height},
         )
 
     def _finding(self, row: dict[str, Any]) -> Finding:
