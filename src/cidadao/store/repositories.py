@@ -398,9 +398,9 @@ def save_findings(session: Session, findings: Iterable[Finding], run_id: int | N
             }
         )
     stmt = (
-        _dialect_insert(session, FindingRow)
+        _dialect_insert(session, FindingRow.__table__)
         .on_conflict_do_nothing(index_elements=["record", "rule", "rule_version"])
-        .returning(FindingRow.id)
+        .returning(FindingRow.__table__.c.id)
     )
     return list(session.scalars(stmt, rows))
 
