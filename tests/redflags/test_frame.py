@@ -146,6 +146,9 @@ def test_portuguese_formatting() -> None:
     assert money(130000) == "R$ 130.000,00"
     assert money(62725.585) == "R$ 62.725,59"
     assert money(-5.5) == "-R$ 5,50"
+    assert money(2.675) == "R$ 2,68"  # half-up on the written value, not on the float 2.67499...
+    assert money(999_999.995) == "R$ 1.000.000,00"
+    assert money(1_000_000_000_000.25) == "R$ 1.000.000.000.000,25"
     assert percent(0.125) == "12,5 %"
     assert document("11222333000181") == "11.222.333/0001-81"
     assert document("52998224725") == "***.982.247-**"

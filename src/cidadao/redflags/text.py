@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from cidadao.domain.records import RecordKind, pncp_link
 
 
-def _to_cents(value: float) -> Decimal:
-    # Half-up on the shortest decimal form of the float, as a person rounds 62725.585 (to ,59, not ,58).
-    return Decimal(repr(float(value))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+def _to_cents(value: float) -> int:
+    # Half-up as a person rounds 62725.585 (to ,59): the float 6272558.4999... is nudged by a relative
+    # epsilon far below a cent and far above the float's representation error.
+    scaled = abs(float(value)) * 100
+    rounded = math.floor(scaled + 0.5 + scaled * 1e-15)
+    return -rounded if value < 0 else rounded
 
 
 def cents(value: float) -> float:
     """Money rounded to cents, as evidence stores it."""
-    return float(_to_cents(value))
+    return _to_cents(value) / 100
 
 
 def money(value: float) -> str:
     """`R$ 130.000,00` (Brazilian grouping and decimal comma)."""
     amount = _to_cents(value)
-    text = f"{abs(amount):,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
-    return f"{'-' if amount < 0 else ''}R$ {text}"
+    units, hundredths = divmod(abs(amount), 100)
+    return f"{'-' if amount < 0 else ''}R$ {units:,}".replace(",", ".") + f",{hundredths:02d}"
 
 
 def percent(ratio: float, digits: int = 1) -> str:

@@ -153,8 +153,9 @@ class SplitPurchase(Indicator):
     def _finding(self, record: str, group: dict[str, Any]) -> Finding:
         if group["members"] is None:
             group["members"] = self._members_evidence(group)
+            group["by_record"] = {member["record"]: member for member in group["members"]}
         members: list[dict[str, Any]] = group["members"]
-        own = next(member for member in members if member["record"] == record)
+        own = group["by_record"][record]
         value = own["value"]
         citation = f"{LAW}, art. 75, §1º" + ("" if group["act"] == LAW else f"; {group['act']}")
         nature = NATURE_LABEL[group["nature"]]
