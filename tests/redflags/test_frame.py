@@ -83,6 +83,10 @@ def test_ndjson_fast_path_equals_the_tolerant_path(tmp_path: Path) -> None:
     path.write_bytes(b"\n".join(orjson.dumps(r) for r in (CONTRATACAO, CONTRATO)) + b"\n")
 
     assert frame_from_ndjson(path).equals(frame_from_raw([CONTRATACAO, CONTRATO]))
+    # Chunks smaller than a line still cut at line ends; an empty file gives an empty typed frame.
+    assert frame_from_ndjson(path, chunk_bytes=64).equals(frame_from_raw([CONTRATACAO, CONTRATO]))
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    assert frame_from_ndjson(tmp_path / "empty.jsonl").schema == frame_from_raw([]).schema
 
 
 def test_dataset_derived_columns() -> None:

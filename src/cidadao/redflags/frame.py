@@ -11,7 +11,8 @@ in a few seconds); other inputs go through orjson and per-field column lists.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import io
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -252,14 +253,38 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def frame_from_ndjson(path: str | Path) -> pl.DataFrame:
+def _line_chunks(path: Path, size: int) -> Iterator[bytes]:
+    """The file in pieces of about `size` bytes, each ending at a line end."""
+    with path.open("rb") as stream:
+        rest = b""
+        while block := stream.read(size):
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                rest = block
+                continue
+            rest = block[cut:]
+            yield block[:cut]
+        if rest.strip():
+            yield rest
+
+
+def frame_from_ndjson(path: str | Path, chunk_bytes: int = 128 << 20) -> pl.DataFrame:
     """Typed frame of a JSON Lines file of raw PNCP records, read natively by polars.
 
-    Raises polars.exceptions.PolarsError (or OSError) when polars cannot read it (e.g. a line that is not
-    JSON, a nested field that is not an object); callers fall back to a tolerant reader.
+    Read in chunks of about `chunk_bytes`, each typed before the next is parsed, so memory holds the typed
+    columns plus one chunk of raw text rather than the whole raw file. Raises polars.exceptions.PolarsError
+    when polars cannot read it (a line that is not JSON, a nested field that is not an object); callers
+    fall back to a tolerant reader.
     """
-    raw = pl.read_ndjson(path, schema=_raw_schema(), ignore_errors=False)
-    return _typed(_flatten(raw))
+    schema = _raw_schema()
+    typed = [
+        _typed(_flatten(pl.read_ndjson(io.BytesIO(chunk), schema=schema)))
+        for chunk in _line_chunks(Path(path), chunk_bytes)
+    ]
+    if not typed:
+        return _typed(_flatten(pl.DataFrame(schema=schema)))
+    return pl.concat(typed, rechunk=False)
 
 
 def dataset_from_raw(records: Iterable[Mapping[str, Any]], sanctions: pl.DataFrame | None = None) -> Dataset:

@@ -88,8 +88,11 @@ def with_distinct(frame: pl.DataFrame, inputs: list[str], expr: pl.Expr, name: s
     Text work (regexes, accent folding) over a million rows costs seconds; over their few thousand
     distinct values it costs milliseconds.
     """
-    distinct = frame.select(inputs).unique().with_columns(expr.alias(name))
-    return frame.join(distinct, on=inputs, how="left", nulls_equal=True, maintain_order="left")
+    keys = frame.select(inputs)
+    distinct = keys.unique().with_columns(expr.alias(name))
+    # Join only the key columns and attach the result: joining `frame` itself would copy every column.
+    values = keys.join(distinct, on=inputs, how="left", nulls_equal=True, maintain_order="left")[name]
+    return frame.with_columns(values)
 
 
 def with_object_class(frame: pl.DataFrame, column: str = "object") -> pl.DataFrame:
