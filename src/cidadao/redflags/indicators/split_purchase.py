@@ -152,8 +152,9 @@ class SplitPurchase(Indicator):
 
     def _finding(self, record: str, group: dict[str, Any]) -> Finding:
         if group["members"] is None:
-            group["members"] = self._members_evidence(group)
-            group["by_record"] = {member["record"]: member for member in group["members"]}
+            evidence = self._members_evidence(group)
+            group["members"] = evidence
+            group["by_record"] = {member["record"]: member for member in evidence}
         members: list[dict[str, Any]] = group["members"]
         own = group["by_record"][record]
         value = own["value"]
