@@ -75,22 +75,26 @@ def award_rows(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, An
         day = START + timedelta(days=draw(st.integers(0, 430)))
         value = draw(st.sampled_from(VALUES) | st.floats(10, 200_000).map(lambda v: round(v, 2)))
         opened = datetime.combine(day, datetime.min.time()) + timedelta(hours=9)
-        purchase = contratacao(
-            sequence=sequence,
-            year=day.year,
-            buyer_cnpj=buyer,
-            sphere=sphere,
-            modalidade_id=draw(st.sampled_from([6, 8, 8, 9])),
-            amparo_code=amparo_code,
-            amparo_name=amparo_name,
-            object=draw(st.sampled_from(OBJECTS)),
-            value_homologated=draw(st.sampled_from([value, None])),
-            value_estimated=value,
-            published_at=opened,
-            proposal_open_at=opened,
-            proposal_close_at=opened + timedelta(days=draw(st.integers(0, 6))),
-        )
+        fields = {
+            "year": day.year,
+            "buyer_cnpj": buyer,
+            "sphere": sphere,
+            "modalidade_id": draw(st.sampled_from([6, 8, 8, 9])),
+            "amparo_code": amparo_code,
+            "amparo_name": amparo_name,
+            "object": draw(st.sampled_from(OBJECTS)),
+            "value_homologated": draw(st.sampled_from([value, None])),
+            "value_estimated": value,
+            "published_at": opened,
+            "proposal_open_at": opened,
+            "proposal_close_at": opened + timedelta(days=draw(st.integers(0, 6))),
+        }
+        purchase = contratacao(sequence=sequence, **fields)
         purchases.append(purchase)
+        if draw(st.integers(0, 3)) == 0:
+            # A near twin (same buyer, object and value, days later) makes the group rules fire often.
+            later = opened + timedelta(days=draw(st.integers(1, 20)))
+            purchases.append(contratacao(sequence=sequence + 1000, **{**fields, "published_at": later}))
         if draw(st.booleans()):
             signed = day + timedelta(days=draw(st.integers(0, 20)))
             contracts.append(
