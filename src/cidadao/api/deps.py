@@ -19,11 +19,6 @@ from cidadao.api.errors import ApiError
 from cidadao.config import Settings
 
 
-async def get_settings_dep(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 async def get_engine(request: Request) -> Engine:
     """The engine for writes: transactions, pessimistic connection checks."""
     engine: Engine = request.app.state.engine
@@ -80,7 +75,6 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     return check
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ReadEngineDep = Annotated[Engine, Depends(get_read_engine)]
 # A Core connection, not an ORM session: handlers select columns and skip the ORM's per-row cost.

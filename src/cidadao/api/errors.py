@@ -96,7 +96,7 @@ def error_response(
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": slug.replace("_", " ")}
     for code, slug in _SLUGS.items()
-    if code in (400, 401, 403, 404, 405, 413, 415, 422, 429)
+    if code in (400, 401, 403, 404, 405, 413, 415, 422, 429, 503)
 }
 
 

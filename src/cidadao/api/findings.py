@@ -14,7 +14,7 @@ from time import monotonic
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import (
     BigInteger,
@@ -36,6 +36,7 @@ from starlette.responses import Response
 
 from cidadao.api.deps import EngineDep, ReadEngineDep, Reader, Writer
 from cidadao.api.errors import ApiError, bad_param, parse_day
+from cidadao.api.query import parse_query, query_parameters
 from cidadao.api.records import RecordSummary, records_around
 from cidadao.api.responses import json_response, utc
 from cidadao.domain.records import FindingStatus, Severity
@@ -119,7 +120,7 @@ class FindingDetail(FindingSummary):
 
 
 class FindingQuery(BaseModel):
-    """Query parameters of the list, validated in one pass (cheaper than one validation per parameter)."""
+    """Query parameters of the list (see query.py for how they are read and documented)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -213,15 +214,15 @@ class PageCache:
     def __init__(self, ttl: float, max_entries: int = 2048) -> None:
         self.ttl = ttl
         self._max = max_entries
-        self._entries: dict[str, tuple[float, Response]] = {}
+        self._entries: dict[bytes, tuple[float, Response]] = {}
 
-    def get(self, key: str) -> Response | None:
+    def get(self, key: bytes) -> Response | None:
         entry = self._entries.get(key) if self.ttl else None
         if entry is None or entry[0] < monotonic():
             return None
         return entry[1]
 
-    def put(self, key: str, response: Response) -> None:
+    def put(self, key: bytes, response: Response) -> None:
         if not self.ttl:
             return
         if len(self._entries) >= self._max:
@@ -262,16 +263,17 @@ def _csv(items: list[dict[str, Any]], next_cursor: str | None) -> Response:
     response_model=FindingPage,
     summary="Findings, newest first by default, with cursor pagination",
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    openapi_extra={"parameters": query_parameters(FindingQuery)},
 )
-async def list_findings(
-    request: Request, q: Annotated[FindingQuery, Query()], engine: ReadEngineDep, _principal: Reader
-) -> Response:
-    # async so that a cache hit costs no thread-pool hop; the query itself runs in the pool.
+async def list_findings(request: Request, engine: ReadEngineDep, _principal: Reader) -> Response:
+    # async so that a cache hit costs no thread-pool hop; the query itself runs in the pool. The cache is
+    # keyed by the raw query string, which was valid when its answer was stored.
     cache: PageCache = request.app.state.page_cache
-    key = f"{q.format}?{request.url.query}"
+    key = request.scope["query_string"]
     cached = cache.get(key)
     if cached is not None:
         return cached
+    q = parse_query(request, FindingQuery)
     response = await run_in_threadpool(_list_page, q, engine)
     cache.put(key, response)
     return response
