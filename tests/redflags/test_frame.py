@@ -171,3 +171,20 @@ def test_timestamps_in_other_layouts_are_read() -> None:
         datetime(2025, 1, 4, 10),
         None,
     ]
+
+
+def test_text_columns_from_a_database_are_parsed() -> None:
+    table = pl.DataFrame(
+        {
+            "kind": ["contrato", "contrato"],
+            "control_number": ["k1", "k2"],
+            "signed_at": ["2025-01-05", None],
+            "published_at": ["2025-01-05 10:00:00.000000", "nunca"],
+            "year": ["2025", None],
+            "value_global": ["10.5", None],
+        }
+    )
+    row = dataset_from_frames(None, table).contratos.row(0, named=True)
+
+    assert (row["signed_at"], row["published_at"]) == (date(2025, 1, 5), datetime(2025, 1, 5, 10))
+    assert (row["year"], row["value_global"]) == (2025, 10.5)

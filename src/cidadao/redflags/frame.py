@@ -41,6 +41,13 @@ def _conform_column(frame: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Ex
         column = column.dt.convert_time_zone(LOCAL_ZONE).dt.replace_time_zone(None)
     elif isinstance(dtype, pl.Date) and isinstance(current, pl.Datetime):
         column = column.dt.date()
+    elif isinstance(current, pl.String) and not isinstance(dtype, pl.String):
+        # Text columns (e.g. SQLite dates read as text): parsed leniently, unreadable values become null.
+        if isinstance(dtype, pl.Datetime):
+            return _lenient_timestamp(column).alias(name)
+        if isinstance(dtype, pl.Date):
+            return column.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False).alias(name)
+        return column.str.strip_chars().cast(dtype, strict=False).alias(name)
     return column.cast(dtype).alias(name)
 
 
