@@ -129,3 +129,12 @@ def test_contrato_above_the_limit_of_an_unflagged_dispensa() -> None:
 def test_contrato_of_a_flagged_dispensa_is_not_flagged_twice() -> None:
     pair = award(value_homologated=80_000.0, c_value_global=80_000.0)
     assert flagged(run("over_limit", awards_dataset([pair]))) == {pair[0]["control_number"]}
+
+
+def test_revoked_or_annulled_dispensas_are_left_out() -> None:
+    revoked = contratacao(value_homologated=90_000.0, situation_id=2)
+    annulled = contratacao(value_homologated=90_000.0, situation_id=3)
+    suspended = contratacao(value_homologated=90_000.0, situation_id=4)
+    result = run("over_limit", dataset([revoked, annulled, suspended]))
+
+    assert flagged(result) == {suspended["control_number"]}

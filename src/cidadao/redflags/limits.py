@@ -29,6 +29,7 @@ from cidadao.redflags.objects import normalise_text, with_distinct
 
 Inciso = Literal["I", "II"]
 AMPARO_CODES: dict[int, str] = {18: "I", 19: "II", 38: "VIII"}
+CANCELLED_SITUATIONS = (2, 3)  # PNCP situacaoCompraId: 2 revogada, 3 anulada
 LAW = "Lei 14.133/2021"
 
 
@@ -113,9 +114,11 @@ def reference_year() -> pl.Expr:
 def with_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.DataFrame:
     """Dispensas by value (modalidade 8, art. 75 I or II) with inciso, limit_year, doubled, limit and act.
 
-    `limit` and `act` are null when the table has no row for the year (or the year is unknown).
+    `limit` and `act` are null when the table has no row for the year (or the year is unknown). Revoked or
+    annulled dispensas (PNCP situacaoCompraId 2 and 3) spent nothing and are left out.
     """
-    dispensas = with_inciso(contratacoes.filter(pl.col("modalidade_id") == MODALIDADE_DISPENSA))
+    live = pl.col("situation_id").is_null() | ~pl.col("situation_id").is_in(CANCELLED_SITUATIONS)
+    dispensas = with_inciso(contratacoes.filter((pl.col("modalidade_id") == MODALIDADE_DISPENSA) & live))
     dispensas = with_distinct(dispensas, ["buyer_name", "buyer_cnpj"], doubled_expr(doubled_cnpjs), "doubled")
     dispensas = dispensas.with_columns(reference_year().alias("limit_year"))
     by_value = dispensas.filter(pl.col("inciso").is_in(["I", "II"]))
