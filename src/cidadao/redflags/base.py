@@ -6,7 +6,7 @@ Indicators are pure: they read whole polars frames and return findings; nothing 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Literal, TypeVar
@@ -85,6 +85,14 @@ class Dataset:
             contratos = contratos.with_columns(pl.col("value_global").alias("value"))
         object.__setattr__(self, "contratacoes", with_object_class(contratacoes))
         object.__setattr__(self, "contratos", with_object_class(contratos))
+
+    def derived(self, key: Hashable, compute: Callable[[], pl.DataFrame]) -> pl.DataFrame:
+        """A frame derived from this dataset, computed once per `key` and shared by the indicators
+        that need it (e.g. the dispensas by value with their limits)."""
+        memo: dict[Hashable, pl.DataFrame] = self.__dict__.setdefault("_derived", {})
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
 
     @cached_property
     def direct_awards(self) -> pl.DataFrame:

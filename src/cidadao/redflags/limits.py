@@ -17,15 +17,19 @@ qualification not visible in the record, so they are listed by CNPJ in the `doub
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
 from cidadao.domain.records import MODALIDADE_DISPENSA
 from cidadao.redflags.objects import normalise_text, with_distinct
+
+if TYPE_CHECKING:
+    from cidadao.redflags.base import Dataset
 
 Inciso = Literal["I", "II"]
 AMPARO_CODES: dict[int, str] = {18: "I", 19: "II", 38: "VIII"}
@@ -131,3 +135,9 @@ def with_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.Data
     limit = pl.col("limit")
     doubled = pl.when(pl.col("doubled")).then(limit * 2).otherwise(limit)
     return joined.with_columns(doubled.round(2).alias("limit"))
+
+
+def dispensas_by_value(data: Dataset, doubled_cnpjs: Sequence[str]) -> pl.DataFrame:
+    """`with_limits` of the dataset's contratações, computed once per dataset and `doubled_cnpjs`."""
+    cnpjs = list(doubled_cnpjs)
+    return data.derived(("dispensas_by_value", *cnpjs), lambda: with_limits(data.contratacoes, cnpjs))

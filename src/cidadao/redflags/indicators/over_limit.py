@@ -9,7 +9,7 @@ import polars as pl
 
 from cidadao.domain.records import Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
-from cidadao.redflags.limits import legal_citation, with_limits
+from cidadao.redflags.limits import dispensas_by_value, legal_citation
 from cidadao.redflags.text import cents, link, money
 
 
@@ -39,7 +39,7 @@ class OverLimit(Indicator):
     needs = ("modalidade_id", "amparo_name", "amparo_code", "value", "published_at", "year", "buyer_name")
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
-        population = with_limits(data.contratacoes, list(params["doubled_cnpjs"]))
+        population = dispensas_by_value(data, params["doubled_cnpjs"])
         usable = population.filter(pl.col("value").is_not_null() & pl.col("limit").is_not_null())
         purchases = usable.with_columns(_value_source().alias("value_source")).filter(
             pl.col("value") >= pl.col("limit")

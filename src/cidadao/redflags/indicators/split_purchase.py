@@ -9,7 +9,7 @@ import polars as pl
 
 from cidadao.domain.records import Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
-from cidadao.redflags.limits import LAW, with_limits
+from cidadao.redflags.limits import LAW, dispensas_by_value
 from cidadao.redflags.text import cents, link, money
 
 UNIT = ["buyer_cnpj", "unit_code", "limit_year", "inciso", "doubled"]
@@ -50,7 +50,7 @@ class SplitPurchase(Indicator):
     )
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
-        population = with_limits(data.contratacoes, list(params["doubled_cnpjs"]))
+        population = dispensas_by_value(data, params["doubled_cnpjs"])
         usable = population.filter(
             pl.all_horizontal(
                 pl.col(name).is_not_null() for name in ("value", "limit", "buyer_cnpj", "unit_code")
