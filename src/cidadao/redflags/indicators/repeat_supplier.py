@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import itertools
 from collections.abc import Mapping
 from datetime import date
 from typing import Any, ClassVar
@@ -72,8 +73,12 @@ class RepeatSupplier(Indicator):
             .sort([*GROUP, "award_date", "purchase_control_number"])
         )
         windows: dict[str, list[dict[str, Any]]] = {}
-        for _, group in awards.group_by(GROUP, maintain_order=True):
-            rows = group.to_dicts()
+        # `awards` is sorted by buyer, supplier and date: each pair's awards are consecutive rows.
+        pairs = itertools.groupby(
+            awards.iter_rows(named=True), key=lambda row: (row["buyer_cnpj"], row["supplier_id"])
+        )
+        for _, group in pairs:
+            rows = list(group)
             start = 0
             for end, row in enumerate(rows):
                 earliest = _months_before(row["award_date"], months)
