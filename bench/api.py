@@ -28,6 +28,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import psycopg
 from sqlalchemy import create_engine, text
 
@@ -151,6 +152,12 @@ def wrk(url: str, duration: int, connections: int, script: Path | None = None) -
     }
 
 
+def _cpu_seconds(server: subprocess.Popen[bytes]) -> float:
+    """CPU time of a uvicorn master and its workers (PostgreSQL's share is not included)."""
+    processes = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+    return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
+
+
 def _lua(path: Path, target: str) -> Path:
     path.write_text(f'request = function() return wrk.format("GET", {target}) end\n')
     return path
@@ -205,19 +212,24 @@ def main() -> None:
             # An ignored parameter that changes every request defeats the list cache (API_LIST_CACHE_SECONDS).
             uncached = _lua(Path(folder) / "first.lua", f'"{first}&n=" .. math.random(1, 1e9)')
             uncached_deep = _lua(Path(folder) / "deep.lua", f'"{deep}&n=" .. math.random(1, 1e9)')
+            bare, app = servers[1], servers[0]
             cases = [
-                ("bare ASGI app (baseline)", f"http://127.0.0.1:{bare_port}/", None),
-                ("/health", f"{api}/health", None),
-                ("/v1/findings?severity=high, first page, list cache on", f"{api}{first}", None),
-                ("/v1/findings?severity=high, first page, no cache", api, uncached),
-                ("/v1/findings?severity=high, deep cursor page, no cache", api, uncached_deep),
-                ("/v1/findings/{id}, random id", api, by_id),
+                ("bare ASGI app (baseline)", f"http://127.0.0.1:{bare_port}/", None, bare),
+                ("/health", f"{api}/health", None, app),
+                ("/v1/findings?severity=high, first page, list cache on", f"{api}{first}", None, app),
+                ("/v1/findings?severity=high, first page, no cache", api, uncached, app),
+                ("/v1/findings?severity=high, deep cursor page, no cache", api, uncached_deep, app),
+                ("/v1/findings/{id}, random id", api, by_id, app),
             ]
-            for _name, target, lua in cases:  # warm-up: pools, caches, PostgreSQL buffers
+            for _name, target, lua, _server in cases:  # warm-up: pools, caches, PostgreSQL buffers
                 wrk(target, 2, args.connections, lua)
-            results = [
-                (name, wrk(target, args.duration, args.connections, lua)) for name, target, lua in cases
-            ]
+            results = []
+            for name, target, lua, server in cases:
+                cpu = _cpu_seconds(server)
+                figures = wrk(target, args.duration, args.connections, lua)
+                requests = figures["rps"] * args.duration
+                figures["cpu_ms"] = (_cpu_seconds(server) - cpu) * 1000 / requests if requests else 0.0
+                results.append((name, figures))
     finally:
         for process in servers:
             process.terminate()
@@ -230,12 +242,12 @@ def main() -> None:
     print(
         f"\n{args.findings:,} findings, uvicorn --workers 2, wrk -t2 -c{args.connections} -d{args.duration}s"
     )
-    print("| endpoint | req/s | p50 ms | p99 ms | vs bare | non-2xx |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| endpoint | req/s | p50 ms | p99 ms | vs bare | server CPU ms/req | non-2xx |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, figures in results:
         print(
             f"| {name} | {figures['rps']:,.0f} | {figures['p50']:.2f} | {figures['p99']:.2f} "
-            f"| {figures['rps'] / baseline:.0%} | {figures['non_2xx']:.0f} |"
+            f"| {figures['rps'] / baseline:.0%} | {figures['cpu_ms']:.3f} | {figures['non_2xx']:.0f} |"
         )
 
 
