@@ -1,4 +1,4 @@
-"""Pydantic models of PNCP consulta records and their conversion into `cidadao.domain.records.Record`.
+"""Validation of PNCP consulta records into `cidadao.domain.records.Record`.
 
 Layouts: contratação as returned by `GET /v1/contratacoes/publicacao` (and `/atualizacao`), contrato as
 returned by `GET /v1/contratos`. Only the fields the typed columns need are declared; the rest stays in `raw`.
@@ -12,10 +12,11 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Literal, Required
+from typing import Annotated, Any, Literal, cast, get_type_hints
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import AliasChoices, AliasPath, Field, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 from typing_extensions import TypedDict
 
 from cidadao.domain.ids import classify_id, normalise_id
@@ -27,9 +28,9 @@ BRASILIA = timezone(timedelta(hours=-3))
 MIN_YEAR = 1900
 MAX_YEAR = 2199
 
-# Field types are validated natively by pydantic-core (no Python callbacks: they cost more than the rest of
-# the validation together). Blank strings, common in exports, are allowed by the type and read as null when
-# the typed columns are filled.
+# Types are checked natively by pydantic-core: no Python callbacks, no nested models. Each typed column is
+# read straight from its path in the PNCP JSON (AliasPath), so validation yields the Record's columns.
+# Blank strings, common in exports, pass the types and are read as null afterwards.
 Blank = Literal[""]
 Text = str | None
 Int = int | Blank | None
@@ -39,80 +40,93 @@ Timestamp = datetime | Blank | None
 Day = date | datetime | Blank | None  # contract dates, sometimes with a time part that carries no meaning
 
 
-# TypedDicts rather than BaseModels: pydantic-core validates them several times faster, and the result is only
-# read once, to fill the Record. total=False: every field may be absent.
-class OrgaoEntidade(TypedDict, total=False):
-    cnpj: Text
-    razaoSocial: Text
-    poderId: Text
-    esferaId: Text
+def _at(*path: str) -> Any:
+    return Field(validation_alias=AliasPath(*path))
 
 
-class UnidadeOrgao(TypedDict, total=False):
-    codigoUnidade: Code
-    nomeUnidade: Text
-    ufSigla: Text
-    municipioNome: Text
-    codigoIbge: Code
-    codigoIBGE: Code  # the contratos layout spells it so
+class _CommonColumns(TypedDict, total=False):
+    control_number: Annotated[str, _at("numeroControlePNCP")]
+    buyer_cnpj: Annotated[Text, _at("orgaoEntidade", "cnpj")]
+    buyer_name: Annotated[Text, _at("orgaoEntidade", "razaoSocial")]
+    sphere: Annotated[Text, _at("orgaoEntidade", "esferaId")]
+    power: Annotated[Text, _at("orgaoEntidade", "poderId")]
+    unit_code: Annotated[Code, _at("unidadeOrgao", "codigoUnidade")]
+    unit_name: Annotated[Text, _at("unidadeOrgao", "nomeUnidade")]
+    uf: Annotated[Text, _at("unidadeOrgao", "ufSigla")]
+    municipality: Annotated[Text, _at("unidadeOrgao", "municipioNome")]
+    # The contratos layout spells it codigoIBGE.
+    ibge_code: Annotated[
+        Code,
+        Field(
+            validation_alias=AliasChoices(
+                AliasPath("unidadeOrgao", "codigoIbge"), AliasPath("unidadeOrgao", "codigoIBGE")
+            )
+        ),
+    ]
+    published_at: Annotated[Timestamp, _at("dataPublicacaoPncp")]
+    source_updated_at: Annotated[Timestamp, _at("dataAtualizacao")]
 
 
-class AmparoLegal(TypedDict, total=False):
-    codigo: Int
-    nome: Text
-    descricao: Text
+class ContratacaoColumns(_CommonColumns, total=False):
+    """Typed columns of one record of `/v1/contratacoes/publicacao`."""
+
+    year: Annotated[Int, _at("anoCompra")]
+    sequence: Annotated[Int, _at("sequencialCompra")]
+    modalidade_id: Annotated[Int, _at("modalidadeId")]
+    modalidade_name: Annotated[Text, _at("modalidadeNome")]
+    amparo_code: Annotated[Int, _at("amparoLegal", "codigo")]
+    amparo_name: Annotated[Text, _at("amparoLegal", "nome")]
+    situation_id: Annotated[Int, _at("situacaoCompraId")]
+    object: Annotated[Text, _at("objetoCompra")]
+    value_estimated: Annotated[Money, _at("valorTotalEstimado")]
+    value_homologated: Annotated[Money, _at("valorTotalHomologado")]
+    proposal_open_at: Annotated[Timestamp, _at("dataAberturaProposta")]
+    proposal_close_at: Annotated[Timestamp, _at("dataEncerramentoProposta")]
 
 
-class _Common(TypedDict, total=False):
-    numeroControlePNCP: Required[str]
-    orgaoEntidade: OrgaoEntidade | None
-    unidadeOrgao: UnidadeOrgao | None
-    dataPublicacaoPncp: Timestamp
-    dataAtualizacao: Timestamp
+class ContratoColumns(_CommonColumns, total=False):
+    """Typed columns of one record of `/v1/contratos`."""
+
+    purchase_control_number: Annotated[Text, _at("numeroControlePncpCompra")]
+    year: Annotated[Int, _at("anoContrato")]
+    sequence: Annotated[Int, _at("sequencialContrato")]
+    object: Annotated[Text, _at("objetoContrato")]
+    value_initial: Annotated[Money, _at("valorInicial")]
+    value_global: Annotated[Money, _at("valorGlobal")]
+    signed_at: Annotated[Day, _at("dataAssinatura")]
+    term_start: Annotated[Day, _at("dataVigenciaInicio")]
+    term_end: Annotated[Day, _at("dataVigenciaFim")]
+    supplier_id: Annotated[Text, _at("niFornecedor")]
+    supplier_name: Annotated[Text, _at("nomeRazaoSocialFornecedor")]
+    supplier_type: Annotated[Text, _at("tipoPessoa")]
 
 
-class Contratacao(_Common, total=False):
-    """One record of `/v1/contratacoes/publicacao` (the fields the typed columns need)."""
-
-    anoCompra: Int
-    sequencialCompra: Int
-    modalidadeId: Int
-    modalidadeNome: Text
-    amparoLegal: AmparoLegal | None
-    objetoCompra: Text
-    valorTotalEstimado: Money
-    valorTotalHomologado: Money
-    dataAberturaProposta: Timestamp
-    dataEncerramentoProposta: Timestamp
-    situacaoCompraId: Int
+_VALIDATORS: dict[RecordKind, TypeAdapter[Any]] = {
+    RecordKind.CONTRATACAO: TypeAdapter(ContratacaoColumns),
+    RecordKind.CONTRATO: TypeAdapter(ContratoColumns),
+}
+# Objects whose fields are read by path: a path through a non-object would silently read as absent.
+_NESTED = ("orgaoEntidade", "unidadeOrgao", "amparoLegal")
+_TIMESTAMPS = ("published_at", "source_updated_at", "proposal_open_at", "proposal_close_at")
+_DAYS = ("signed_at", "term_start", "term_end")
 
 
-class Contrato(_Common, total=False):
-    """One record of `/v1/contratos` (the fields the typed columns need)."""
-
-    numeroControlePncpCompra: Text
-    anoContrato: Int
-    sequencialContrato: Int
-    niFornecedor: Text
-    tipoPessoa: Text
-    nomeRazaoSocialFornecedor: Text
-    objetoContrato: Text
-    valorInicial: Money
-    valorGlobal: Money
-    dataAssinatura: Day
-    dataVigenciaInicio: Day
-    dataVigenciaFim: Day
+def _source_paths() -> dict[str, str]:
+    """Column -> dotted PNCP path (first choice), for messages."""
+    paths: dict[str, str] = {}
+    for model in (ContratacaoColumns, ContratoColumns):
+        for column, hint in get_type_hints(model, include_extras=True).items():
+            info = next(item for item in hint.__metadata__ if isinstance(item, FieldInfo))
+            alias = info.validation_alias
+            if isinstance(alias, AliasChoices):
+                alias = alias.choices[0]
+            assert isinstance(alias, AliasPath)
+            paths.setdefault(column, ".".join(str(part) for part in alias.path))
+    return paths
 
 
-_CONTRATACAO = TypeAdapter(Contratacao)
-_CONTRATO = TypeAdapter(Contrato)
-
-# Every declared field name: error locations are cut at the first part that is not one (a union member).
-_FIELD_NAMES = frozenset(
-    name
-    for model in (OrgaoEntidade, UnidadeOrgao, AmparoLegal, Contratacao, Contrato)
-    for name in model.__annotations__
-)
+_PATHS = _source_paths()
+_PNCP_NAMES = frozenset(part for path in _PATHS.values() for part in path.split(".")) | {"codigoIBGE"}
 
 
 class _FieldError(ValueError):
@@ -125,36 +139,6 @@ def _shown(value: Any) -> str:
         repr(value) if isinstance(value, str | int | float | bool) or value is None else type(value).__name__
     )
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _none(value: Any) -> Any:
-    return None if value == "" else value
-
-
-def _code(value: str | int | None) -> str | None:
-    return str(value) if value is not None and value != "" else None
-
-
-def _moment(field: str, value: datetime | str | None) -> datetime | None:
-    if value is None or value == "":
-        return None
-    assert isinstance(value, datetime)
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise _FieldError(field, f"year {value.year} out of range {MIN_YEAR}..{MAX_YEAR}", value.isoformat())
-    if value.tzinfo is not None:
-        value = value.astimezone(BRASILIA).replace(tzinfo=None)
-    return value
-
-
-def _day(field: str, value: date | str | None) -> date | None:
-    if value is None or value == "":
-        return None
-    assert isinstance(value, date)
-    if isinstance(value, datetime):
-        value = value.date()
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise _FieldError(field, f"year {value.year} out of range {MIN_YEAR}..{MAX_YEAR}", value.isoformat())
-    return value
 
 
 _CONTRATO_MARKERS = ("numeroControlePncpCompra", "niFornecedor", "anoContrato", "valorInicial", "valorGlobal")
@@ -180,7 +164,7 @@ def _describe(error: ValidationError) -> str:
     for item in error.errors(include_url=False):
         parts = []
         for part in item["loc"]:
-            if not isinstance(part, str) or part not in _FIELD_NAMES:
+            if not isinstance(part, str) or part not in _PNCP_NAMES:
                 break
             parts.append(part)
         field = ".".join(parts) or "record"
@@ -217,14 +201,18 @@ def parse_record(raw: Any, kind: RecordKind | None = None) -> Record | Rejection
         digest = content_hash(raw)
     except (TypeError, orjson.JSONEncodeError) as error:
         return Rejection(f"not serialisable as JSON: {error}", raw, control)
+    for name in _NESTED:
+        nested = raw.get(name)
+        if nested is not None and not isinstance(nested, dict):
+            return Rejection(f"field {name}: expected a JSON object (got {_shown(nested)})", raw, control)
     try:
-        if kind is RecordKind.CONTRATACAO:
-            return _from_contratacao(_CONTRATACAO.validate_python(raw), raw, digest)
-        return _from_contrato(_CONTRATO.validate_python(raw), raw, digest)
+        columns = cast(dict[str, Any], _VALIDATORS[kind].validate_python(raw))
+        warnings = _normalise(columns, kind)
     except ValidationError as error:
         return Rejection(_describe(error), raw, control)
     except _FieldError as error:
         return Rejection(str(error), raw, control)
+    return Record(kind=kind, raw=raw, content_hash=digest, warnings=warnings, **columns)
 
 
 def parse_records(raws: Iterable[Any], kind: RecordKind | None = None) -> Iterator[Record | Rejection]:
@@ -233,71 +221,58 @@ def parse_records(raws: Iterable[Any], kind: RecordKind | None = None) -> Iterat
         yield raw if isinstance(raw, Rejection) else parse_record(raw, kind)
 
 
-def _common(valid: _Common, raw: dict[str, Any], digest: str, kind: RecordKind) -> Record:
-    record = Record(kind=kind, control_number=valid["numeroControlePNCP"], raw=raw, content_hash=digest)
-    orgao = valid.get("orgaoEntidade")
-    if orgao:
-        cnpj = orgao.get("cnpj")
-        if cnpj:
-            record.buyer_cnpj, buyer_kind, buyer_valid = _id_status(cnpj)
-            if buyer_kind != "cnpj" or not buyer_valid:
-                record.warnings.append(f"orgaoEntidade.cnpj {cnpj!r} is not a valid CNPJ")
-        record.buyer_name = orgao.get("razaoSocial") or None
-        record.sphere = orgao.get("esferaId") or None
-        record.power = orgao.get("poderId") or None
-    unit = valid.get("unidadeOrgao")
-    if unit:
-        record.unit_code = _code(unit.get("codigoUnidade"))
-        record.unit_name = unit.get("nomeUnidade") or None
-        record.uf = unit.get("ufSigla") or None
-        record.municipality = unit.get("municipioNome") or None
-        record.ibge_code = _code(unit.get("codigoIbge")) or _code(unit.get("codigoIBGE"))
-    record.published_at = _moment("dataPublicacaoPncp", valid.get("dataPublicacaoPncp"))
-    record.source_updated_at = _moment("dataAtualizacao", valid.get("dataAtualizacao"))
-    return record
+def _normalise(columns: dict[str, Any], kind: RecordKind) -> list[str]:
+    """Blanks to null, codes to text, dates checked and on Brasília time, ids checked; returns warnings."""
+    if "" in columns.values():
+        for name, value in list(columns.items()):
+            if value == "":
+                columns[name] = None
+    for name in ("unit_code", "ibge_code"):
+        code = columns.get(name)
+        if code is not None and not isinstance(code, str):
+            columns[name] = str(code)
+    for name in _TIMESTAMPS:
+        moment = columns.get(name)
+        if moment is not None:
+            if not MIN_YEAR <= moment.year <= MAX_YEAR:
+                raise _FieldError(
+                    _PATHS[name],
+                    f"year {moment.year} out of range {MIN_YEAR}..{MAX_YEAR}",
+                    moment.isoformat(),
+                )
+            if moment.tzinfo is not None:
+                columns[name] = moment.astimezone(BRASILIA).replace(tzinfo=None)
+    warnings: list[str] = []
+    cnpj = columns.get("buyer_cnpj")
+    if cnpj:
+        columns["buyer_cnpj"], buyer_kind, buyer_valid = _id_status(cnpj)
+        if buyer_kind != "cnpj" or not buyer_valid:
+            warnings.append(f"orgaoEntidade.cnpj {cnpj!r} is not a valid CNPJ")
+    if kind is RecordKind.CONTRATO:
+        for name in _DAYS:
+            day = columns.get(name)
+            if day is not None:
+                if isinstance(day, datetime):
+                    day = columns[name] = day.date()
+                if not MIN_YEAR <= day.year <= MAX_YEAR:
+                    raise _FieldError(
+                        _PATHS[name], f"year {day.year} out of range {MIN_YEAR}..{MAX_YEAR}", day.isoformat()
+                    )
+        _check_supplier(columns, warnings)
+    return warnings
 
 
-def _from_contratacao(valid: Contratacao, raw: dict[str, Any], digest: str) -> Record:
-    record = _common(valid, raw, digest, RecordKind.CONTRATACAO)
-    record.year = _none(valid.get("anoCompra"))
-    record.sequence = _none(valid.get("sequencialCompra"))
-    record.modalidade_id = _none(valid.get("modalidadeId"))
-    record.modalidade_name = valid.get("modalidadeNome") or None
-    amparo = valid.get("amparoLegal")
-    if amparo:
-        record.amparo_code = _none(amparo.get("codigo"))
-        record.amparo_name = amparo.get("nome") or None
-    record.situation_id = _none(valid.get("situacaoCompraId"))
-    record.object = valid.get("objetoCompra") or None
-    record.value_estimated = _none(valid.get("valorTotalEstimado"))
-    record.value_homologated = _none(valid.get("valorTotalHomologado"))
-    record.proposal_open_at = _moment("dataAberturaProposta", valid.get("dataAberturaProposta"))
-    record.proposal_close_at = _moment("dataEncerramentoProposta", valid.get("dataEncerramentoProposta"))
-    return record
-
-
-def _from_contrato(valid: Contrato, raw: dict[str, Any], digest: str) -> Record:
-    record = _common(valid, raw, digest, RecordKind.CONTRATO)
-    record.purchase_control_number = valid.get("numeroControlePncpCompra") or None
-    record.year = _none(valid.get("anoContrato"))
-    record.sequence = _none(valid.get("sequencialContrato"))
-    record.object = valid.get("objetoContrato") or None
-    record.value_initial = _none(valid.get("valorInicial"))
-    record.value_global = _none(valid.get("valorGlobal"))
-    record.signed_at = _day("dataAssinatura", valid.get("dataAssinatura"))
-    record.term_start = _day("dataVigenciaInicio", valid.get("dataVigenciaInicio"))
-    record.term_end = _day("dataVigenciaFim", valid.get("dataVigenciaFim"))
-    record.supplier_name = valid.get("nomeRazaoSocialFornecedor") or None
-    supplier_type = record.supplier_type = valid.get("tipoPessoa") or None
-    ni = valid.get("niFornecedor")
-    if ni:
-        record.supplier_id, id_kind, valid_id = _id_status(ni)
-        # Foreign suppliers (tipoPessoa PE) carry ids we cannot check.
-        if supplier_type != "PE" and id_kind in ("cnpj", "cpf"):
-            record.supplier_id_valid = valid_id
-            if not valid_id:
-                record.warnings.append(f"niFornecedor {ni!r}: {id_kind.upper()} check digits do not match")
-        elif supplier_type in ("PJ", "PF"):
-            record.supplier_id_valid = False
-            record.warnings.append(f"niFornecedor {ni!r}: not a CNPJ or CPF")
-    return record
+def _check_supplier(columns: dict[str, Any], warnings: list[str]) -> None:
+    ni = columns.get("supplier_id")
+    if not ni:
+        return
+    supplier_type = columns.get("supplier_type")
+    columns["supplier_id"], id_kind, valid = _id_status(ni)
+    # Foreign suppliers (tipoPessoa PE) carry ids we cannot check.
+    if supplier_type != "PE" and id_kind in ("cnpj", "cpf"):
+        columns["supplier_id_valid"] = valid
+        if not valid:
+            warnings.append(f"niFornecedor {ni!r}: {id_kind.upper()} check digits do not match")
+    elif supplier_type in ("PJ", "PF"):
+        columns["supplier_id_valid"] = False
+        warnings.append(f"niFornecedor {ni!r}: not a CNPJ or CPF")
