@@ -203,3 +203,9 @@ def test_list_cache_reuses_answers_briefly_and_triage_clears_it(
         assert client.get("/v1/findings?limit=3").json()["items"][0]["id"] == 61
     with TestClient(create_app(make_settings(sqlite_url, api_list_cache_seconds=0))) as client:
         assert client.get("/v1/findings?limit=1").json()["items"][0]["id"] == 61
+
+
+def test_extreme_dates_are_answered_not_crashed(client: TestClient) -> None:
+    assert client.get("/v1/findings?date_to=9999-12-31").json()["items"]
+    assert client.get("/v1/findings?date_from=0001-01-01&date_to=0001-01-01").json()["items"] == []
+    assert client.get("/v1/findings?date_from=0000-01-01").status_code == 422

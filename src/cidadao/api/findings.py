@@ -7,7 +7,7 @@ import binascii
 import csv
 import hashlib
 import io
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from enum import StrEnum
 from functools import lru_cache
 from time import monotonic
@@ -186,7 +186,7 @@ _CONDITIONS: dict[str, ColumnElement[bool]] = {
     "buyer_cnpj": FindingRow.buyer_cnpj == bindparam("buyer_cnpj"),
     "supplier": FindingRow.supplier_id == bindparam("supplier"),
     "date_from": FindingRow.created_at >= bindparam("date_from", type_=DateTime(timezone=True)),
-    "date_to": FindingRow.created_at < bindparam("date_to", type_=DateTime(timezone=True)),
+    "date_to": FindingRow.created_at <= bindparam("date_to", type_=DateTime(timezone=True)),
     "min_value": FindingRow.value >= bindparam("min_value", type_=Float()),
 }
 _AFTER = tuple_(bindparam("after_score", type_=Float()), bindparam("after_id", type_=BigInteger()))
@@ -292,7 +292,7 @@ def _list_page(q: FindingQuery, engine: Engine) -> Response:
         "buyer_cnpj": q.buyer_cnpj,
         "supplier": q.supplier,
         "date_from": datetime.combine(first, time(), UTC) if first else None,
-        "date_to": datetime.combine(last + timedelta(days=1), time(), UTC) if last else None,
+        "date_to": datetime.combine(last, time.max, UTC) if last else None,  # the whole day, even 9999-12-31
         "min_value": q.min_value,
     }
     params = {name: value for name, value in values.items() if value is not None}
