@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from cidadao.api.app import create_app
+from cidadao.api.auth import issue_token
 from cidadao.config import Settings
 from cidadao.store.db import engine_for
 from cidadao.store.models import FindingEventRow, FindingRow, RecordRow
@@ -184,6 +185,18 @@ def test_works_on_postgres(pg_url: str) -> None:
         assert client.get("/v1/findings?date_from=2025-03-01&min_value=1000").json()["items"]
         assert client.get("/v1/stats").json()["total"] == 20
         assert client.get("/v1/buyers/00394460000141").json()["records"]["count"] > 0
+        assert client.get("/v1/suppliers/11222333000181").json()["findings"]["count"] > 0
+        detail = client.get("/v1/findings/3").json()
+        assert detail["records"][0]["control_number"] == detail["record"]
+        assert client.get(f"/v1/records/{detail['record']}").json()["findings"][0]["id"] == 3
+        token = issue_token(client.app.state.settings, "pg", ["write"])
+        patched = client.patch(
+            "/v1/findings/3", json={"status": "false_positive"}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert patched.json()["events"][0]["to_status"] == "false_positive"
+        assert client.get("/v1/findings?status=false_positive").json()["items"][0]["id"] == 3
+        assert client.get("/v1/runs").json() == {"items": []}
+        assert "cidadao_findings{" in client.get("/metrics").text
 
 
 def test_list_cache_reuses_answers_briefly_and_triage_clears_it(
