@@ -39,3 +39,15 @@ def test_unreachable_redis_lets_requests_through(sqlite_url: str, seeded: Any) -
     settings = make_settings(sqlite_url, rate_limit_per_minute=1, redis_url="redis://127.0.0.1:1/0")
     with TestClient(create_app(settings)) as client:
         assert [client.get("/v1/rules").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_cors_origins_come_from_settings(sqlite_url: str, seeded: Any) -> None:
+    settings = make_settings(sqlite_url, cors_origins="https://painel.example.org")
+    preflight = {"Origin": "https://painel.example.org", "Access-Control-Request-Method": "PATCH"}
+    with TestClient(create_app(settings)) as client:
+        allowed = client.options("/v1/findings/1", headers=preflight)
+        assert allowed.headers["access-control-allow-origin"] == "https://painel.example.org"
+        other = client.get("/v1/rules", headers={"Origin": "https://elsewhere.example"})
+        assert "access-control-allow-origin" not in other.headers
+    with TestClient(create_app(make_settings(sqlite_url))) as client:
+        assert "access-control-allow-origin" not in client.get("/v1/rules", headers=preflight).headers
