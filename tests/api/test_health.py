@@ -11,7 +11,7 @@ from sqlalchemy import insert
 from cidadao.api.app import create_app
 from cidadao.config import Settings
 from cidadao.store.db import engine_for
-from cidadao.store.models import AlertOutboxRow, HeartbeatRow, IngestionRunRow
+from cidadao.store.models import AlertOutboxRow, HeartbeatRow, IngestionRunRow, JobRunRow
 
 from .conftest import TestClient, make_settings
 
@@ -103,3 +103,22 @@ def test_real_redis_broker_answers(sqlite_url: str, seeded: Any) -> None:
         check = client.get("/health/ready").json()["checks"]["broker"]
     assert check["status"] == "ok"
     assert "ping" in check["detail"]
+
+
+def test_a_recent_monitor_job_run_counts_as_monitoring(sqlite_url: str, tmp_path: Path, seeded: Any) -> None:
+    settings = make_settings(sqlite_url, alert_file=tmp_path / "alerts.jsonl")
+    now = datetime.now(UTC)
+    with engine_for(sqlite_url).begin() as connection:
+        connection.execute(
+            insert(HeartbeatRow),
+            [{"component": "beat", "seen_at": now}, {"component": "worker@host-2", "seen_at": now}],
+        )
+        connection.execute(
+            insert(JobRunRow).values(
+                job="monitor_contratacoes", window_start=now, status="succeeded", finished_at=now
+            )
+        )
+    with TestClient(create_app(settings)) as client:
+        body = client.get("/health/ready").json()
+    assert body["checks"]["monitor"]["status"] == "ok"
+    assert body["status"] == "ready"

@@ -18,12 +18,14 @@ from starlette.responses import Response
 
 from cidadao.api.responses import json_response, utc
 from cidadao.config import Settings
+from cidadao.monitor.jobs import JOBS
 from cidadao.store.db import ensure_migrated
 from cidadao.store.models import AlertOutboxRow, HeartbeatRow, IngestionRunRow, JobRunRow
 
 router = APIRouter(tags=["health"])
 
 CHECK_TIMEOUT_SECONDS = 2.0
+MONITOR_JOB = JOBS["monitor_contratacoes"].name
 STALE_AFTER_INTERVALS = 3  # a run or heartbeat older than this many intervals means something stopped
 
 
@@ -73,7 +75,7 @@ def check_monitor(engine: Engine, settings: Settings) -> CheckResult:
         ).scalar_one_or_none()
         job = c.execute(
             select(func.max(JobRunRow.finished_at)).where(
-                JobRunRow.status == "succeeded", JobRunRow.job.like("%monitor%")
+                JobRunRow.status == "succeeded", JobRunRow.job == MONITOR_JOB
             )
         ).scalar_one_or_none()
     now = datetime.now(UTC)
