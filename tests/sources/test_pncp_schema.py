@@ -6,6 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cidadao.data import sample_paths
 from cidadao.domain.records import RECORD_COLUMNS, Record, RecordKind, Rejection
@@ -205,3 +207,36 @@ def test_real_sample_parses_without_rejections() -> None:
 def test_parse_records_passes_reader_rejections_through() -> None:
     upstream = Rejection("line 3: invalid JSON", "{")
     assert next(iter(parse_records([upstream, CONTRATO]))) is upstream
+
+
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+_FIELDS = st.sampled_from(
+    [*CONTRATACAO, *CONTRATO, "orgaoEntidade", "unidadeOrgao", "amparoLegal", "codigoIBGE", "tipoPessoa"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=st.sampled_from([CONTRATACAO, CONTRATO]), changes=st.dictionaries(_FIELDS, _ANY_JSON, max_size=4))
+def test_any_mutation_gives_a_record_or_a_rejection_never_an_exception(
+    base: dict[str, Any], changes: dict[str, Any]
+) -> None:
+    raw = {**base, **changes}
+    result = parse_record(raw)
+    assert isinstance(result, Record | Rejection)
+    if isinstance(result, Rejection):
+        assert result.reason
+        assert result.raw is raw
+    else:
+        assert result.content_hash == content_hash(raw)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_ANY_JSON)
+def test_arbitrary_json_never_raises(value: Any) -> None:
+    assert isinstance(parse_record(value), Record | Rejection)
