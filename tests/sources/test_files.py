@@ -208,3 +208,25 @@ def test_broken_record_between_good_ones_in_a_page(tmp_path: Path, monkeypatch: 
     reasons = [item.reason for item in out if isinstance(item, Rejection)]
     assert len(reasons) == 1
     assert reasons[0].startswith("line 1: invalid JSON")
+
+
+def test_windows_1252_csv_is_read(tmp_path: Path) -> None:
+    content = '"data.numeroControlePNCP","data.objetoCompra"\r\n"a-1","Aquisição de água"\r\n'.encode(
+        "cp1252"
+    )
+    assert list(read_records(_write(tmp_path / "latin.csv", content))) == [
+        {"numeroControlePNCP": "a-1", "objetoCompra": "Aquisição de água"}
+    ]
+
+
+def test_unclosed_quote_in_csv_skips_a_bounded_stretch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "MAX_RECORD_LINES", 5)
+    lines = ['"data.numeroControlePNCP","data.anoCompra"', '"a-1",2025', '"a-2,2025']
+    lines += [f'"b-{n}",2025' for n in range(8)]
+    out = list(read_records(_write(tmp_path / "open.csv", "\r\n".join(lines).encode() + b"\r\n")))
+    assert out[0] == {"numeroControlePNCP": "a-1", "anoCompra": 2025}
+    assert isinstance(out[1], Rejection)
+    assert out[1].reason.startswith("lines 3-7: a quoted CSV cell is never closed")
+    assert out[2:] == [{"numeroControlePNCP": f"b-{n}", "anoCompra": 2025} for n in range(4, 8)]

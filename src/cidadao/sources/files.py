@@ -11,7 +11,6 @@ Formats, detected by content (the extension is only a tie-breaker):
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from cidadao.domain.records import Rejection
 FileFormat = Literal["jsonl", "json", "csv"]
 
 CHUNK_SIZE = 1 << 20
+MAX_RECORD_LINES = 10_000  # a CSV record spanning more lines is an unclosed quote, not data
 # Columns of the response envelope repeated on every row of a flattened export.
 ENVELOPE_COLUMNS = frozenset(
     {"totalRegistros", "totalPaginas", "numeroPagina", "paginasRestantes", "empty", "endpoint"}
@@ -327,19 +327,36 @@ def _typed(text: str) -> Any:
     return text
 
 
-def _csv_rows(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
-    """Logical CSV records (quoted cells may hold line breaks) with their first line number."""
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+def _decode(line: bytes) -> str:
+    # Spreadsheet exports of Brazilian data are often Windows-1252 rather than UTF-8.
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("cp1252", errors="replace")
+
+
+def _csv_rows(stream: IO[bytes]) -> Iterator[tuple[int, str] | Rejection]:
+    """Logical CSV records (quoted cells may hold line breaks) with their first line number.
+
+    A quote left open would swallow the rest of the file into one record: after MAX_RECORD_LINES lines the
+    record is given up as a Rejection and reading resumes on the next line.
+    """
     pending: list[str] = []
     quotes = 0
     start = 0
-    for number, line in enumerate(text, start=1):
+    for number, raw_line in enumerate(stream, start=1):
+        line = _decode(raw_line.removeprefix(_BOM) if number == 1 else raw_line)
         if not pending:
             start = number
         pending.append(line)
         quotes += line.count('"')
         if quotes % 2 == 0:
             yield start, "".join(pending).rstrip("\r\n")
+            pending.clear()
+            quotes = 0
+        elif len(pending) >= MAX_RECORD_LINES:
+            reason = f"lines {start}-{number}: a quoted CSV cell is never closed; these lines were skipped"
+            yield Rejection(reason, pending[0][:2000])
             pending.clear()
             quotes = 0
     if pending:
@@ -390,9 +407,15 @@ def _read_csv(stream: IO[bytes]) -> Iterator[dict[str, Any] | Rejection]:
     first = next(rows, None)
     if first is None:
         return
-    header = _csv_cells(first[1])
-    columns = _columns(header)
-    for line, text in rows:
+    if isinstance(first, Rejection):
+        yield Rejection(f"CSV header unreadable: {first.reason}", first.raw)
+        return
+    columns = _columns(_csv_cells(first[1]))
+    for row in rows:
+        if isinstance(row, Rejection):
+            yield row
+            continue
+        line, text = row
         if not text:
             continue
         cells = _csv_cells(text)
