@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import ColumnElement, Engine, Float, and_, cast, select, true, tuple_, update
+from sqlalchemy import ColumnElement, Engine, Float, and_, cast, select, text, true, tuple_, update
 from sqlalchemy.orm import Session
 
 from cidadao.alerts.outbox import enqueue_alerts
@@ -55,6 +55,13 @@ class AnalysisStats:
             "alerts": self.alerts,
             "rule_errors": self.rule_errors,
         }
+
+
+_CLEAR_PG = text(
+    "UPDATE records SET needs_analysis = false"
+    " FROM unnest(CAST(:ids AS bigint[]), CAST(:hashes AS text[])) AS analysed(id, hash)"
+    " WHERE records.id = analysed.id AND records.content_hash = analysed.hash"
+)
 
 
 def _column(name: str) -> ColumnElement[Any]:
@@ -111,6 +118,25 @@ def _peer_conditions(
     return conditions
 
 
+def _clear_flags(session: Session, analysed: Sequence[tuple[int, str]]) -> None:
+    """Clear `needs_analysis` of records still as read: one changed meanwhile stays flagged for next time."""
+    if not analysed:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement over two arrays: IN lists of (id, hash) pairs cost a plan and a scan per chunk.
+        ids, hashes = zip(*analysed, strict=True)
+        session.execute(_CLEAR_PG, {"ids": list(ids), "hashes": list(hashes)})
+        return
+    records = RecordRow.__table__
+    for chunk in _chunks(analysed):
+        session.execute(
+            update(records)
+            .where(records.c.id.in_([record_id for record_id, _ in chunk]))
+            .where(tuple_(records.c.id, records.c.content_hash).in_(chunk))
+            .values(needs_analysis=False)
+        )
+
+
 def _write(
     engine: Engine,
     settings: Settings,
@@ -123,13 +149,7 @@ def _write(
     with transaction(engine) as session:
         ids = save_findings(session, findings, run_id)
         alerts = enqueue_alerts(session, ids, settings) if ids else 0
-        for chunk in _chunks(analysed):
-            # Only a record still as we read it: one changed meanwhile stays flagged for the next pass.
-            session.execute(
-                update(RecordRow)
-                .where(tuple_(RecordRow.id, RecordRow.content_hash).in_(chunk))
-                .values(needs_analysis=False)
-            )
+        _clear_flags(session, analysed)
         if run_id is not None:
             add_run_counts(session, run_id, findings=len(ids), alerts=alerts)
     stats.findings += len(ids)
