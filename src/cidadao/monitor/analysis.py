@@ -127,13 +127,13 @@ def _clear_flags(session: Session, analysed: Sequence[tuple[int, str]]) -> None:
         ids, hashes = zip(*analysed, strict=True)
         session.execute(_CLEAR_PG, {"ids": list(ids), "hashes": list(hashes)})
         return
-    records = RecordRow.__table__
     for chunk in _chunks(analysed):
         session.execute(
-            update(records)
-            .where(records.c.id.in_([record_id for record_id, _ in chunk]))
-            .where(tuple_(records.c.id, records.c.content_hash).in_(chunk))
+            update(RecordRow)
+            .where(RecordRow.id.in_([record_id for record_id, _ in chunk]))
+            .where(tuple_(RecordRow.id, RecordRow.content_hash).in_(chunk))
             .values(needs_analysis=False)
+            .execution_options(synchronize_session=False)
         )
 
 
