@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 
 from cidadao.config import Settings, get_settings
+from cidadao.logs import configure_logging
 from cidadao.store.db import engine_for, ensure_migrated
 
 app = typer.Typer(
@@ -23,6 +24,15 @@ app.add_typer(ingest_app, name="ingest")
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+@app.callback()
+def _configure(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+) -> None:
+    """Logs go to stderr so that command output on stdout stays clean for pipes."""
+    current = settings()
+    configure_logging("DEBUG" if verbose else current.log_level, current.log_format)
 
 
 def settings() -> Settings:
