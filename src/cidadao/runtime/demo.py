@@ -16,6 +16,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from cidadao.domain.ids import cnpj_check_digits
 from cidadao.monitor.ingest import PNCP_TZ
 from cidadao.sources.replay import ReplayServer
 from cidadao.sources.sample import sample_contratacoes, sample_contratos
@@ -24,9 +25,13 @@ from cidadao.store.repositories import save_watermark
 
 DEMO_DIR = Path("var") / "demo"
 SYNTHETIC_LABEL = "[DADO SINTÉTICO DE DEMONSTRAÇÃO]"
+# Fictitious buyers (valid check digits, names that say so): synthetic flags must not name a real body.
 _BUYERS = [
-    ("06140404000167", "MUNICIPIO DE FORTUNA", "MA", "Fortuna"),
-    ("01612092000123", "MUNICIPIO DE EXEMPLO DO SUL", "RS", "Exemplo do Sul"),
+    (base + cnpj_check_digits(base), name, uf, city)
+    for base, name, uf, city in (
+        ("999000010001", "MUNICÍPIO FICTÍCIO DE DEMONSTRAÇÃO", "MA", "Cidade Fictícia"),
+        ("999000020001", "PREFEITURA FICTÍCIA DO EXEMPLO", "RS", "Exemplo do Sul"),
+    )
 ]
 _OBJECTS = [
     "Aquisição de medicamentos para a farmácia básica",
