@@ -29,6 +29,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # JSONB on PostgreSQL (indexable, compact), plain JSON text on SQLite.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+# A record's raw PNCP JSON is stored verbatim as `json` (checked, not converted to JSONB's binary form): it
+# is only ever read back whole, and JSONB's conversion was a third of PostgreSQL's cost of storing a record.
+RawJSON = JSON()
 # SQLite only auto-increments INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Money = Numeric(18, 2)
@@ -93,7 +96,7 @@ class RecordRow(Base):
     supplier_id_valid: Mapped[bool | None] = mapped_column(Boolean)
     warnings: Mapped[list[str] | None] = mapped_column(JSONType)
     content_hash: Mapped[str] = mapped_column(String(64))
-    raw: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    raw: Mapped[dict[str, Any]] = mapped_column(RawJSON)
     source: Mapped[str] = mapped_column(String(32))
     needs_analysis: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())

@@ -173,11 +173,7 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.Column("content_hash", sa.String(length=64), nullable=False),
-        sa.Column(
-            "raw",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("raw", sa.JSON(), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("needs_analysis", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("first_seen_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
