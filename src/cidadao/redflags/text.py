@@ -6,6 +6,8 @@ import math
 from datetime import date, datetime
 from typing import Any
 
+import polars as pl
+
 from cidadao.domain.records import RecordKind, pncp_link
 
 
@@ -65,3 +67,56 @@ def document(ni: str | None) -> str:
     if len(ni) == 11 and ni.isdigit():
         return f"***.{ni[3:6]}.{ni[6:9]}-**"
     return ni
+
+
+# --- the same formatting as polars expressions, for findings built column-wise ----------------------------
+
+
+def cents_int_expr(value: pl.Expr) -> pl.Expr:
+    """Money in integer cents, rounded half-up exactly as `_to_cents` does (same float operations)."""
+    scaled = value.cast(pl.Float64).abs() * 100
+    rounded = ((scaled + 0.5) + scaled * 1e-15).floor().cast(pl.Int64)
+    return pl.when(value < 0).then(-rounded).otherwise(rounded)
+
+
+def cents_expr(value: pl.Expr) -> pl.Expr:
+    """`cents` as an expression: money rounded to cents (float), equal to `cents` bit for bit.
+
+    Polars divides by a scalar as a multiplication by its reciprocal (62725.590000000004 instead of
+    62725.59), so the divisor is a column of 100.0, which polars divides element by element as Python does.
+    """
+    amount = cents_int_expr(value)
+    return amount.cast(pl.Float64) / (amount * 0 + 100).cast(pl.Float64)
+
+
+def money_expr(value: pl.Expr) -> pl.Expr:
+    """`money` as an expression: `R$ 130.000,00`."""
+    amount = cents_int_expr(value)
+    units = (amount.abs() // 100).cast(pl.String)
+    grouped = units.str.reverse().str.replace_all(r"(\d{3})", "$1.").str.strip_chars_end(".").str.reverse()
+    hundredths = (amount.abs() % 100).cast(pl.String).str.zfill(2)
+    return pl.concat_str(
+        pl.when(amount < 0).then(pl.lit("-R$ ")).otherwise(pl.lit("R$ ")), grouped, pl.lit(","), hundredths
+    )
+
+
+def day_expr(value: pl.Expr) -> pl.Expr:
+    """`day` as an expression: `31/12/2025`."""
+    return value.dt.strftime("%d/%m/%Y")
+
+
+def iso_expr(value: pl.Expr) -> pl.Expr:
+    """`iso` of a datetime column: `2025-12-31T10:00:00`, with microseconds only when there are any."""
+    plain = value.dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return (
+        pl.when(value.dt.microsecond() == 0).then(plain).otherwise(value.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f"))
+    )
+
+
+def link_expr(kind: RecordKind | str, cnpj: pl.Expr, year: pl.Expr, sequence: pl.Expr) -> pl.Expr:
+    """`link` as an expression: the PNCP page, null when a part of the id is missing."""
+    section = "editais" if RecordKind(kind) is RecordKind.CONTRATACAO else "contratos"
+    text = pl.concat_str(
+        pl.lit(f"https://pncp.gov.br/app/{section}/"), cnpj, pl.lit("/"), year, pl.lit("/"), sequence
+    )
+    return pl.when(cnpj.is_not_null() & (cnpj != "") & year.is_not_null() & sequence.is_not_null()).then(text)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import calendar
-import itertools
 from collections.abc import Mapping
 from datetime import date
 from typing import Any, ClassVar
@@ -12,7 +11,7 @@ import polars as pl
 
 from cidadao.domain.records import DIRECT_AWARD_MODALIDADES, Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
-from cidadao.redflags.text import cents, day, document, link, money
+from cidadao.redflags.text import cents_expr, day, document, link_expr, money
 
 GROUP = ["buyer_cnpj", "supplier_id"]
 MODALIDADE_LABEL = {8: "dispensa", 9: "inexigibilidade"}
@@ -72,70 +71,109 @@ class RepeatSupplier(Indicator):
             .join(parents, on="purchase_control_number", how="left")
             .sort([*GROUP, "award_date", "purchase_control_number"])
         )
-        windows: dict[str, list[dict[str, Any]]] = {}
-        # `awards` is sorted by buyer, supplier and date: each pair's awards are consecutive rows.
-        pairs = itertools.groupby(
-            awards.iter_rows(named=True), key=lambda row: (row["buyer_cnpj"], row["supplier_id"])
-        )
-        for _, group in pairs:
-            rows = list(group)
-            start = 0
-            for end, row in enumerate(rows):
-                earliest = _months_before(row["award_date"], months)
-                while rows[start]["award_date"] < earliest:
-                    start += 1
-                if end - start + 1 >= minimum:
-                    window = rows[start : end + 1]
-                    for member in window:
-                        key = member["purchase_control_number"]
-                        if len(window) > len(windows.get(key, ())):
-                            windows[key] = window
-        findings = [self._finding(record, windows[record], months) for record in sorted(windows)]
+        findings = self._findings(awards, minimum, months)
         return RuleResult(
             findings=findings,
             skipped=contratos.height - usable.height,
             meta={"population": usable.height, "min_awards": minimum, "window_months": months},
         )
 
-    def _finding(self, record: str, window: list[dict[str, Any]], months: int) -> Finding:
-        row = next(member for member in window if member["purchase_control_number"] == record)
-        count = len(window)
-        buyer, supplier = row["buyer_cnpj"], row["supplier_id"]
-        first, last = window[0]["award_date"], window[-1]["award_date"]
-        return Finding(
-            rule=self.id,
-            rule_version=self.version,
-            record=record,
-            severity=Severity.MEDIUM,
-            score=round(min(0.8, 0.4 + 0.1 * (count - 3)), 3),
-            message=(
-                f"Fornecedor {document(supplier)} recebeu {count} contratações diretas do mesmo órgão entre "
-                f"{day(first)} e {day(last)}, em até {months} meses, somando "
-                f"{money(sum(member['value'] or 0.0 for member in window))}."
-            ),
-            evidence={
-                "supplier_id": supplier,
-                "supplier_name": row["supplier_name"],
-                "buyer_cnpj": buyer,
-                "awards": count,
-                "window_months": months,
-                "peer_group": {"buyer_cnpj": buyer, "supplier_id": supplier},
-                "records": [
-                    {
-                        "record": member["purchase_control_number"],
-                        "contrato": member["contrato"],
-                        "date": member["award_date"].isoformat(),
-                        "value": None if member["value"] is None else cents(member["value"]),
-                        "modalidade": MODALIDADE_LABEL.get(member["modalidade_id"]),
-                    }
-                    for member in window
-                ],
-                "link": link(
-                    RecordKind.CONTRATACAO,
-                    row["purchase_cnpj"],
-                    row["purchase_year"],
-                    row["purchase_sequence"],
-                ),
-            },
-            legal_basis=None,
+    def _findings(self, awards: pl.DataFrame, minimum: int, months: int) -> list[Finding]:
+        """Each award's largest window of `minimum` or more awards within `months`, one finding per award.
+
+        The evidence of one award is column-wise formatted up front; the message and the member list of a
+        window are built once and shared by every award whose finding uses that window.
+        """
+        columns = awards.select(
+            "buyer_cnpj",
+            "supplier_id",
+            "award_date",
+            "purchase_control_number",
+            "value",
+            "supplier_name",
+            pl.struct(
+                pl.col("purchase_control_number").alias("record"),
+                "contrato",
+                pl.col("award_date").dt.strftime("%Y-%m-%d").alias("date"),
+                cents_expr(pl.col("value")).alias("value"),
+                pl.col("modalidade_id")
+                .replace_strict(MODALIDADE_LABEL, default=None, return_dtype=pl.String)
+                .alias("modalidade"),
+            ).alias("member"),
+            link_expr(
+                RecordKind.CONTRATACAO,
+                pl.col("purchase_cnpj"),
+                pl.col("purchase_year"),
+                pl.col("purchase_sequence"),
+            ).alias("link"),
         )
+        buyers = columns["buyer_cnpj"].to_list()
+        suppliers = columns["supplier_id"].to_list()
+        dates: list[date] = columns["award_date"].to_list()
+        records: list[str] = columns["purchase_control_number"].to_list()
+        # Largest window per contratação, as (start, end, own row) positions; `awards` is sorted by buyer,
+        # supplier and date, so each pair's awards are consecutive rows (a contratação with contratos of
+        # several suppliers keeps the first of its largest windows).
+        windows: dict[str, tuple[int, int, int]] = {}
+        pair_start = 0
+        for pair_end in range(1, len(records) + 1):
+            if pair_end < len(records) and (buyers[pair_end], suppliers[pair_end]) == (
+                buyers[pair_start],
+                suppliers[pair_start],
+            ):
+                continue
+            start = pair_start
+            for end in range(pair_start, pair_end):
+                earliest = _months_before(dates[end], months)
+                while dates[start] < earliest:
+                    start += 1
+                if end - start + 1 >= minimum:
+                    for member in range(start, end + 1):
+                        best = windows.get(records[member])
+                        if best is None or end - start > best[1] - best[0]:
+                            windows[records[member]] = (start, end, member)
+            pair_start = pair_end
+        if not windows:
+            return []
+        values: list[float | None] = columns["value"].to_list()
+        names = columns["supplier_name"].to_list()
+        members: list[dict[str, Any]] = columns["member"].to_list()
+        links = columns["link"].to_list()
+        shared: dict[tuple[int, int], tuple[str, list[dict[str, Any]]]] = {}
+        findings = []
+        for record in sorted(windows):
+            start, end, position = windows[record]
+            window = shared.get((start, end))
+            if window is None:
+                count = end - start + 1
+                total = sum(value or 0.0 for value in values[start : end + 1])
+                message = (
+                    f"Fornecedor {document(suppliers[start])} recebeu {count} contratações diretas do mesmo "
+                    f"órgão entre {day(dates[start])} e {day(dates[end])}, em até {months} meses, somando "
+                    f"{money(total)}."
+                )
+                window = shared[(start, end)] = (message, members[start : end + 1])
+            count = end - start + 1
+            buyer, supplier = buyers[position], suppliers[position]
+            findings.append(
+                Finding(
+                    rule=self.id,
+                    rule_version=self.version,
+                    record=record,
+                    severity=Severity.MEDIUM,
+                    score=round(min(0.8, 0.4 + 0.1 * (count - 3)), 3),
+                    message=window[0],
+                    evidence={
+                        "supplier_id": supplier,
+                        "supplier_name": names[position],
+                        "buyer_cnpj": buyer,
+                        "awards": count,
+                        "window_months": months,
+                        "peer_group": {"buyer_cnpj": buyer, "supplier_id": supplier},
+                        "records": window[1],
+                        "link": links[position],
+                    },
+                    legal_basis=None,
+                )
+            )
+        return findings

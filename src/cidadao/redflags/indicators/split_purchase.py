@@ -10,7 +10,7 @@ import polars as pl
 from cidadao.domain.records import Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
 from cidadao.redflags.limits import LAW, dispensas_by_value
-from cidadao.redflags.text import cents, link, money
+from cidadao.redflags.text import cents_expr, cents_int_expr, iso_expr, link_expr, money_expr
 
 UNIT = ["buyer_cnpj", "unit_code", "limit_year", "inciso", "doubled"]
 NATURE_LABEL = {"supplier": "para o mesmo fornecedor", "object_class": "com objeto da mesma classe"}
@@ -76,14 +76,7 @@ class SplitPurchase(Indicator):
             )
             .filter((pl.col("count") >= params["min_records"]) & (pl.col("total") >= pl.col("limit")))
         )
-        # One finding per record: the largest group it belongs to (supplier groups first on ties).
-        best: dict[str, dict[str, Any]] = {}
-        ordered = groups.sort(["total", "nature", "key"], descending=[True, True, False])
-        for group in ordered.iter_rows(named=True):
-            group["members"] = None  # evidence list, built once per group on first use
-            for record in group["control_number"]:
-                best.setdefault(record, group)
-        findings = [self._finding(record, group) for record, group in sorted(best.items())]
+        findings = self._findings(groups)
         return RuleResult(
             findings=findings,
             skipped=population.height - usable.height,
@@ -126,70 +119,119 @@ class SplitPurchase(Indicator):
             )
         return parts
 
-    @staticmethod
-    def _members_evidence(group: dict[str, Any]) -> list[dict[str, Any]]:
-        """Every dispensa of the group in publication order, with value and PNCP link."""
-        rows = sorted(
-            zip(
-                group["control_number"],
-                group["value"],
-                group["year"],
-                group["sequence"],
-                group["published_at"],
-                strict=True,
-            ),
-            key=lambda row: (row[4] is None, row[4], row[0]),
-        )
-        return [
-            {
-                "record": control,
-                "value": cents(amount),
-                "published_at": None if published is None else published.isoformat(),
-                "link": link(RecordKind.CONTRATACAO, group["buyer_cnpj"], year, sequence),
-            }
-            for control, amount, year, sequence, published in rows
-        ]
+    def _findings(self, groups: pl.DataFrame) -> list[Finding]:
+        """One finding per record: the largest group it belongs to (supplier groups first on ties).
 
-    def _finding(self, record: str, group: dict[str, Any]) -> Finding:
-        if group["members"] is None:
-            evidence = self._members_evidence(group)
-            group["members"] = evidence
-            group["by_record"] = {member["record"]: member for member in evidence}
-        members: list[dict[str, Any]] = group["members"]
-        own = group["by_record"][record]
-        value = own["value"]
-        citation = f"{LAW}, art. 75, §1º" + ("" if group["act"] == LAW else f"; {group['act']}")
-        nature = NATURE_LABEL[group["nature"]]
-        total, limit = group["total"], group["limit"]
-        relation = "igual ao" if cents(total) == cents(limit) else "acima do"
-        return Finding(
-            rule=self.id,
-            rule_version=self.version,
-            record=record,
-            severity=Severity.HIGH,
-            score=round(min(1.0, 0.6 + 0.4 * min(1.0, total / limit - 1.0)), 3),
-            message=(
-                f"Dispensa de {money(value)} é uma de {group['count']} dispensas da mesma unidade em "
-                f"{group['limit_year']} {nature} que somam {money(total)}, {relation} limite de "
-                f"{money(limit)} ({citation})"
-            ),
-            evidence={
-                "value": cents(value),
-                "sum": cents(total),
-                "limit": cents(limit),
-                "limit_year": group["limit_year"],
-                "inciso": group["inciso"],
-                "doubled": group["doubled"],
-                "act": group["act"],
-                "peer_group": {
-                    "buyer_cnpj": group["buyer_cnpj"],
-                    "unit_code": group["unit_code"],
-                    "year": group["limit_year"],
-                    "nature": group["nature"],
-                    "key": group["key"],
-                },
-                "records": members,
-                "link": own["link"],
-            },
-            legal_basis=citation,
+        Messages, money and links are formatted column-wise; each group's member list is built once and the
+        same list object goes into the evidence of every finding that uses that group.
+        """
+        rows = groups.with_row_index("group").explode(
+            "control_number", "value", "year", "sequence", "published_at"
         )
+        best = (
+            rows.sort(["control_number", "total", "nature", "key"], descending=[False, True, True, False])
+            .unique("control_number", keep="first", maintain_order=True)
+            .select(
+                "control_number",
+                "group",
+                cents_expr(pl.col("value")).alias("own_value"),
+                link_expr(
+                    RecordKind.CONTRATACAO, pl.col("buyer_cnpj"), pl.col("year"), pl.col("sequence")
+                ).alias("link"),
+                pl.concat_str(
+                    pl.lit("Dispensa de "),
+                    money_expr(pl.col("value")),
+                    pl.lit(" é uma de "),
+                    pl.col("count"),
+                    pl.lit(" dispensas da mesma unidade em "),
+                    pl.col("limit_year"),
+                    pl.lit(" "),
+                    pl.col("nature").replace_strict(NATURE_LABEL, return_dtype=pl.String),
+                    pl.lit(" que somam "),
+                    money_expr(pl.col("total")),
+                    pl.lit(", "),
+                    pl.when(cents_int_expr(pl.col("total")) == cents_int_expr(pl.col("limit")))
+                    .then(pl.lit("igual ao"))
+                    .otherwise(pl.lit("acima do")),
+                    pl.lit(" limite de "),
+                    money_expr(pl.col("limit")),
+                    pl.lit(" ("),
+                    pl.lit(f"{LAW}, art. 75, §1º"),
+                    pl.when(pl.col("act") == LAW).then(pl.lit("")).otherwise(pl.lit("; ") + pl.col("act")),
+                    pl.lit(")"),
+                ).alias("message"),
+            )
+        )
+        used = best["group"].unique()
+        members = (
+            rows.filter(pl.col("group").is_in(used.implode()))
+            .sort(["group", "published_at", "control_number"], nulls_last=True)
+            .group_by("group", maintain_order=True)
+            .agg(
+                pl.struct(
+                    pl.col("control_number").alias("record"),
+                    cents_expr(pl.col("value")).alias("value"),
+                    iso_expr(pl.col("published_at")).alias("published_at"),
+                    link_expr(
+                        RecordKind.CONTRATACAO, pl.col("buyer_cnpj"), pl.col("year"), pl.col("sequence")
+                    ).alias("link"),
+                ).alias("records")
+            )
+        )
+        shared = dict(zip(members["group"].to_list(), members["records"].to_list(), strict=True))
+        info = {}
+        for group in (
+            groups.select(
+                pl.int_range(pl.len(), dtype=pl.UInt32).alias("group"),
+                *UNIT,
+                "nature",
+                "key",
+                "limit",
+                "act",
+                "total",
+                cents_expr(pl.col("total")).alias("sum"),
+                cents_expr(pl.col("limit")).alias("limit_cents"),
+            )
+            .filter(pl.col("group").is_in(used.implode()))
+            .iter_rows(named=True)
+        ):
+            total, limit = group["total"], group["limit"]
+            info[group["group"]] = (
+                group,
+                round(min(1.0, 0.6 + 0.4 * min(1.0, total / limit - 1.0)), 3),
+                f"{LAW}, art. 75, §1º" + ("" if group["act"] == LAW else f"; {group['act']}"),
+            )
+        findings = []
+        rule, version, high = self.id, self.version, Severity.HIGH
+        for record, index, value, own_link, message in best.iter_rows():
+            group, score, citation = info[index]
+            findings.append(
+                Finding(
+                    rule=rule,
+                    rule_version=version,
+                    record=record,
+                    severity=high,
+                    score=score,
+                    message=message,
+                    evidence={
+                        "value": value,
+                        "sum": group["sum"],
+                        "limit": group["limit_cents"],
+                        "limit_year": group["limit_year"],
+                        "inciso": group["inciso"],
+                        "doubled": group["doubled"],
+                        "act": group["act"],
+                        "peer_group": {
+                            "buyer_cnpj": group["buyer_cnpj"],
+                            "unit_code": group["unit_code"],
+                            "year": group["limit_year"],
+                            "nature": group["nature"],
+                            "key": group["key"],
+                        },
+                        "records": shared[index],
+                        "link": own_link,
+                    },
+                    legal_basis=citation,
+                )
+            )
+        return findings
