@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import orjson
 import psycopg
-from sqlalchemy import ARRAY, ColumnElement, String, and_, any_, bindparam, func, or_, select, text, update
+from sqlalchemy import JSON, ColumnElement, and_, bindparam, cast, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -79,8 +80,10 @@ def _last_per_control_number(records: Sequence[Record]) -> list[Record]:
 
 def _key_in(session: Session, column: Any, keys: list[str]) -> ColumnElement[bool]:
     if session.get_bind().dialect.name == "postgresql":
-        # One array parameter instead of thousands of expanded IN parameters.
-        return column == any_(bindparam("keys", keys, type_=ARRAY(String)))  # type: ignore[no-any-return]
+        # One parameter instead of thousands of expanded IN parameters: the keys as one JSON array, which
+        # orjson writes far faster than psycopg adapts a Python list to a text[] (any character is safe).
+        listed = cast(bindparam("keys", orjson.dumps(keys).decode()), JSON)
+        return column.in_(select(func.json_array_elements_text(listed)).scalar_subquery())  # type: ignore[no-any-return]
     return column.in_(keys)  # type: ignore[no-any-return]
 
 
@@ -209,9 +212,12 @@ def _upsert_staged(session: Session, records: list[Record], source: str) -> list
     return [(number, bool(is_new)) for number, is_new in session.execute(text(sql))]
 
 
+_TYPED_VALUES = attrgetter(*RECORD_COLUMNS)  # one C call for the 36 typed columns
+
+
 def copy_row(record: Record, source: str) -> list[Any]:
     """A record as a COPY row of the written columns (typed, warnings, raw JSON, source)."""
-    row: list[Any] = [getattr(record, name) for name in RECORD_COLUMNS]
+    row: list[Any] = list(_TYPED_VALUES(record))
     row[0] = record.kind.value
     row.append(orjson.dumps(record.warnings).decode() if record.warnings else None)
     row.append(orjson.dumps(record.raw).decode())
