@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from sqlalchemy import JSON, ColumnElement, and_, bindparam, cast, func, or_, select, text, update
+from sqlalchemy import JSON, ColumnElement, and_, bindparam, cast, column, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -269,11 +269,19 @@ def upsert_parties(session: Session, records: Iterable[Record]) -> None:
         if not pending:
             continue
         stmt = _dialect_insert(session, table.__table__)  # Core, not the ORM bulk path: far less overhead
+        postgres = session.get_bind().dialect.name == "postgresql"
+        if postgres:
+            # One statement over the rows as a JSON array, instead of one execution per row.
+            listed = func.json_to_recordset(cast(bindparam("rows", orjson.dumps(pending).decode()), JSON))
+            derived = listed.table_valued(*(column(name, columns[name].type) for name in (key, *names)))
+            source_rows = select(derived.render_derived(name="incoming", with_types=True))
+            stmt = stmt.from_select([key, *names], source_rows)
         keep_known = {name: func.coalesce(stmt.excluded[name], columns[name]) for name in names}
-        session.execute(
-            stmt.on_conflict_do_update(index_elements=[key], set_={**keep_known, "updated_at": func.now()}),
-            pending,
-        )
+        stmt = stmt.on_conflict_do_update(index_elements=[key], set_={**keep_known, "updated_at": func.now()})
+        if postgres:
+            session.execute(stmt)
+        else:
+            session.execute(stmt, pending)
 
 
 def quarantine(
