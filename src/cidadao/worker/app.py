@@ -34,6 +34,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     url = broker_url(settings)
     exchange = Exchange("cidadao", type="direct")
     transport: dict[str, Any] = {}
+    if url.startswith("sqla+sqlite"):
+        # Options go to create_engine: web, worker and beat share the file, so wait for its lock.
+        transport = {"connect_args": {"timeout": 30}}
     if url.startswith(("redis://", "rediss://")):
         # Unacked messages come back after the visibility timeout; the queues are polled in the order given
         # (critical first) and message priorities are honoured within a queue.
