@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from cidadao.api import entities, findings, health, investigations, records, rules, runs, stats
 from cidadao.api.errors import ERROR_RESPONSES, install_error_handlers
+from cidadao.api.fastpath import FastRoutes
 from cidadao.api.metrics import AppMetrics
 from cidadao.api.middleware import RequestMiddleware
 from cidadao.api.ratelimit import RedisLimiter, make_limiter
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     _document_security(app, settings.api_reads_public)
-    app.add_middleware(RequestMiddleware, limiter=limiter)
+    app.add_middleware(RequestMiddleware, limiter=limiter, fast=FastRoutes(app))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

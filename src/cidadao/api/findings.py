@@ -34,10 +34,11 @@ from sqlalchemy import (
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from cidadao.api import pgfast
 from cidadao.api.deps import EngineDep, ReadEngineDep, Reader, Writer
 from cidadao.api.errors import ApiError, bad_param, parse_day
 from cidadao.api.query import parse_query, query_parameters
-from cidadao.api.records import RecordSummary, records_around
+from cidadao.api.records import RecordSummary, records_around, records_around_pg
 from cidadao.api.responses import json_response, utc
 from cidadao.domain.records import FindingStatus, Severity
 from cidadao.store.models import FindingEventRow, FindingRow
@@ -239,6 +240,22 @@ def _list_statement(shape: tuple[str, ...], sort: FindingSort, after: bool) -> S
     return select(*_LIST_COLUMNS).where(*conditions).order_by(*_ORDER[sort]).limit(bindparam("limit"))
 
 
+_EXPANDING = ("rule", "severity", "status")
+
+
+def _pg_list(query: Select[Any], engine: Engine, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """SQL text and flat parameters for psycopg: list filters become one placeholder per value."""
+    sql, _ = pgfast.compiled(query, engine)
+    flat = {name: value for name, value in params.items() if name not in _EXPANDING}
+    counts = []
+    for name in _EXPANDING:
+        values = params.get(name)
+        if values is not None:
+            counts.append((name, len(values)))
+            flat.update((f"{name}_{i}", value) for i, value in enumerate(values))
+    return pgfast.expand(sql, tuple(counts)), flat
+
+
 def _csv_cell(value: Any) -> Any:
     # Spreadsheets execute cells starting with these characters as formulas.
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
@@ -304,8 +321,13 @@ def _list_page(q: FindingQuery, engine: Engine) -> Response:
         if len(key) == 2:
             params["after_score"] = float(key[0])
     query = _list_statement(tuple(name for name in _CONDITIONS if name in params), q.sort, bool(q.cursor))
-    with engine.connect() as connection:
-        rows = connection.execute(query, {**params, "limit": q.limit + 1}).all()
+    params["limit"] = q.limit + 1
+    rows: Any
+    if pgfast.enabled(engine):
+        rows = pgfast.fetch(engine, *_pg_list(query, engine, params))
+    else:
+        with engine.connect() as connection:
+            rows = connection.execute(query, params).all()
     items = [_item(row) for row in rows[: q.limit]]
     next_cursor = None
     if len(rows) > q.limit:
@@ -334,6 +356,7 @@ _EVENTS = (
     .where(FindingEventRow.finding_id == bindparam("id"))
     .order_by(FindingEventRow.id)
 )
+_EVENT_FIELDS = tuple(column.key for column in _EVENTS.selected_columns)
 
 
 def _detail(connection: Connection, finding_id: int) -> dict[str, Any]:
@@ -348,8 +371,28 @@ def _detail(connection: Connection, finding_id: int) -> dict[str, Any]:
     return item
 
 
+def _detail_pg(engine: Engine, finding_id: int) -> dict[str, Any]:
+    """`_detail` through psycopg on one pooled connection (PostgreSQL's hot path, see pgfast)."""
+    with pgfast.cursor(engine) as cur:
+        cur.execute(pgfast.compiled(_DETAIL, engine)[0], {"id": finding_id})
+        row = cur.fetchone()
+        if row is None:
+            raise ApiError(404, f"finding {finding_id} not found", param="id", location="path")
+        item = _item(row[: len(_FIELDS)])
+        item["evidence"], item["run_id"] = row[len(_FIELDS)], row[len(_FIELDS) + 1]
+        cur.execute(pgfast.compiled(_EVENTS, engine)[0], {"id": finding_id})
+        item["events"] = [
+            {**dict(zip(_EVENT_FIELDS, event, strict=True)), "created_at": utc(event[-1])}
+            for event in cur.fetchall()
+        ]
+        item["records"] = records_around_pg(cur, engine, item["record"])
+    return item
+
+
 @router.get("/findings/{id}", response_model=FindingDetail, summary="One finding with evidence and records")
 def get_finding(id: FindingId, engine: ReadEngineDep, _principal: Reader) -> Response:
+    if pgfast.enabled(engine):
+        return json_response(_detail_pg(engine, id))
     with engine.connect() as connection:
         return json_response(_detail(connection, id))
 

@@ -15,6 +15,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cidadao.api.errors import error_response
+from cidadao.api.fastpath import FastRoutes
 from cidadao.api.metrics import REQUEST_LATENCY
 from cidadao.api.ratelimit import Limiter, bucket_for
 
@@ -25,9 +26,10 @@ UNLIMITED_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metri
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, limiter: Limiter) -> None:
+    def __init__(self, app: ASGIApp, limiter: Limiter, fast: FastRoutes | None = None) -> None:
         self.app = app
         self.limiter = limiter
+        self.fast = fast
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,7 +68,11 @@ class RequestMiddleware:
                     )
                     await response(scope, receive, send_with_id)
                     return
-            await self.app(scope, receive, send_with_id)
+            matched = self.fast.match(scope) if self.fast else None
+            if matched is not None:
+                await self.fast.serve(matched, scope, receive, send_with_id)  # type: ignore[union-attr]
+            else:
+                await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route: Any = scope.get("route")

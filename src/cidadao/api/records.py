@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
-from sqlalchemy import BindParameter, Connection, String, bindparam, func, or_, select
+from sqlalchemy import BindParameter, Connection, Engine, String, bindparam, func, or_, select
 from starlette.responses import Response
 
+from cidadao.api import pgfast
 from cidadao.api.deps import Reader, SessionDep
 from cidadao.api.errors import ApiError
 from cidadao.api.responses import json_response, money
@@ -80,8 +81,15 @@ class RecordDetail(RecordSummary):
     findings: list[RecordFinding]
 
 
+SUMMARY_FIELDS = tuple(column.key for column in _SUMMARY_COLUMNS)
+
+
 def summary(row: Any) -> dict[str, Any]:
-    item = dict(row._mapping)
+    return summary_of(dict(row._mapping))
+
+
+def summary_of(item: dict[str, Any]) -> dict[str, Any]:
+    """A record summary from its columns by name (a Core row's mapping or a driver tuple zipped)."""
     item["value"] = money(item["value"])
     published: datetime | None = item["published_at"]
     item["published_at"] = published.isoformat() if published else None
@@ -118,6 +126,13 @@ _AROUND = (
 def records_around(connection: Connection, control_number: str) -> list[dict[str, Any]]:
     """The record (first, when stored) and the records related to it."""
     return [summary(row) for row in connection.execute(_AROUND, {"record": control_number})]
+
+
+def records_around_pg(cur: Any, engine: Engine, control_number: str) -> list[dict[str, Any]]:
+    """`records_around` on a psycopg cursor (PostgreSQL's hot path, see pgfast)."""
+    sql, defaults = pgfast.compiled(_AROUND, engine)
+    cur.execute(sql, {**defaults, "record": control_number})
+    return [summary_of(dict(zip(SUMMARY_FIELDS, row, strict=True))) for row in cur.fetchall()]
 
 
 @router.get("/records/{control_number:path}", response_model=RecordDetail, summary="One PNCP record")
