@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -158,12 +159,17 @@ def run_window(
     *,
     now: datetime | None = None,
     start: datetime | None = None,
+    exclusive: bool = True,
 ) -> JobResult:
-    """Run `body(window_start, window_end)` for the window of `now` (or `start`) unless already done."""
+    """Run `body(window_start, window_end)` for the window of `now` (or `start`) unless already done.
+
+    `exclusive=False` skips the job lock, for one-off jobs (an investigation) that only a redelivery of
+    their own message can run twice, long after the first holder died.
+    """
     interval = job.interval(settings)
     start = as_utc(start) if start is not None else window_start(now or utcnow(), interval)
     end = start + timedelta(seconds=interval)
-    with try_lock(engine, f"job.{job.name}") as held:
+    with try_lock(engine, f"job.{job.name}") if exclusive else nullcontext(True) as held:
         if not held:
             log.info("job busy, skipping window", extra={"job": job.name, "window": start.isoformat()})
             return JobResult(job.name, start, Outcome.BUSY)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,6 +25,7 @@ from cidadao.monitor.jobs import (
     INVESTIGATE_TASK,
     JOBS,
     Job,
+    Outcome,
     Queue,
     refresh_sanctions,
     retention_cleanup,
@@ -149,12 +150,14 @@ def _run_investigation(self: Any, investigation_id: int) -> dict[str, Any]:
         return result
 
     try:
-        outcome = run_window(engine, settings, job, body, start=datetime(1970, 1, 1, tzinfo=utcnow().tzinfo))
+        outcome = run_window(
+            engine, settings, job, body, start=datetime(1970, 1, 1, tzinfo=UTC), exclusive=False
+        )
     except Exception as error:
         if not _transient(error) or self.request.retries >= MAX_RETRIES:
             raise
         raise self.retry(exc=error, countdown=min(60, 5 * 2**self.request.retries)) from None
-    if outcome.outcome.value == "parked":
+    if outcome.outcome is Outcome.PARKED:
         _set_investigation(
             engine,
             investigation_id,
