@@ -63,7 +63,6 @@ def run_pass(
     end: date | None = None,
     client: PageClient | None = None,
     include_global: bool = False,
-    dispatch: bool = True,
 ) -> PassResult:
     """One whole pass. With `files`, records are read from them as if fetched; otherwise from PNCP
     (incremental by watermark, or the dates [start, end] when `start` is given)."""
@@ -96,8 +95,7 @@ def run_pass(
     result.ingest = stats.counts()
     result.analysis = analysis.as_dict()
     result.global_analysis = global_stats.as_dict()
-    if dispatch:
-        result.dispatch = dispatch_due(engine, settings, limit=1000).as_dict()
+    result.dispatch = dispatch_due(engine, settings, limit=1000).as_dict()
     log.info(
         "monitor pass finished", **{k: v for k, v in result.as_dict().items() if k != "run_id"}, run_id=run_id
     )
