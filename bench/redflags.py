@@ -8,7 +8,8 @@
 - rules: all registered indicators through `run_rules`, wall time per indicator and in total, findings built;
 - baseline (b): an idiomatic pandas version of over_limit, split_purchase and repeat_supplier on the same
   typed data (converted once, not timed), building the same number of finding dicts with messages;
-- peak RSS of the process (before pandas, and at the end).
+- peak RSS of the process (before pandas, and at the end);
+- CPU seconds of the process next to each wall time, and the load average, since the machine is shared.
 
 Goals: all indicators in <= 2x the orjson parse time, >= 10x faster than pandas on the three rules,
 <= 2 GiB peak RSS. The generated file is cached under bench/out/ (gitignored).
@@ -17,6 +18,7 @@ Goals: all indicators in <= 2x the orjson parse time, >= 10x faster than pandas 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -50,6 +52,17 @@ def timed(work: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     result = work()
     return time.perf_counter() - started, result
+
+
+def cpu_timed(work: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall seconds, CPU seconds of this process (all threads, user + system) and the result."""
+    started, cpu = time.perf_counter(), time.process_time()
+    result = work()
+    return time.perf_counter() - started, time.process_time() - cpu, result
+
+
+def load_average() -> str:
+    return "/".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def orjson_parse(path: Path) -> int:
@@ -226,18 +239,24 @@ def main() -> None:
     size_mib = path.stat().st_size / 2**20
     print(f"input     {args.records:,} records, {size_mib:,.0f} MiB JSON Lines")
 
-    parse_wall, lines = timed(lambda: orjson_parse(path))
-    print(f"(a) orjson parse of every line     {parse_wall:7.2f} s  ({lines / parse_wall:,.0f} rec/s)")
+    print(f"load average (1/5/15 min) {load_average()}; times are wall s [CPU s of the process]")
 
-    load_wall, data = timed(lambda: dataset_from_table(frame_from_ndjson(path)))
-    derived_wall, _ = timed(lambda: (data.direct_awards, data.contratos_enriched))
+    parse_wall, parse_cpu, lines = cpu_timed(lambda: orjson_parse(path))
     print(
-        f"load into Dataset                  {load_wall:7.2f} s  ({data.contratacoes.height:,} contratações, "
-        f"{data.contratos.height:,} contratos); derived frames {derived_wall:.2f} s"
+        f"(a) orjson parse of every line     {parse_wall:7.2f} s [{parse_cpu:.2f}]  "
+        f"({lines / parse_wall:,.0f} rec/s)"
+    )
+
+    load_wall, load_cpu, data = cpu_timed(lambda: dataset_from_table(frame_from_ndjson(path)))
+    derived_wall, derived_cpu, _ = cpu_timed(lambda: (data.direct_awards, data.contratos_enriched))
+    print(
+        f"load into Dataset                  {load_wall:7.2f} s [{load_cpu:.2f}]  "
+        f"({data.contratacoes.height:,} contratações, {data.contratos.height:,} contratos); "
+        f"derived frames {derived_wall:.2f} s [{derived_cpu:.2f}]"
     )
     print(f"peak RSS after load                {peak_rss_mib():7.0f} MiB")
 
-    rules_wall, result = timed(lambda: run_rules(data))
+    rules_wall, rules_cpu, result = cpu_timed(lambda: run_rules(data))
     print(f"\n{'rule':<26}{'seconds':>9}{'findings':>10}{'skipped':>10}")
     for rule in sorted(result.elapsed, key=lambda r: -result.elapsed[r]):
         outcome = result.per_rule.get(rule)
@@ -245,31 +264,41 @@ def main() -> None:
         print(f"{rule:<26}{result.elapsed[rule]:>9.2f}{counts}")
     if result.errors:
         print(f"errors: {result.errors}")
-    engine_wall = rules_wall + derived_wall
+    engine_wall, engine_cpu = rules_wall + derived_wall, rules_cpu + derived_cpu
     print(
         f"{'all rules (+ derived)':<26}{engine_wall:>9.2f}{len(result.findings):>10,}"
-        f"   = {engine_wall / parse_wall:.2f}x the orjson parse (goal <= 2x)"
+        f"   = {engine_wall / parse_wall:.2f}x the orjson parse (goal <= 2x); "
+        f"CPU {engine_cpu:.2f} s = {engine_cpu / parse_cpu:.2f}x"
     )
     print(
         f"load + all rules                   {load_wall + engine_wall:7.2f} s"
-        f"   = {(load_wall + engine_wall) / parse_wall:.2f}x the orjson parse"
+        f"   = {(load_wall + engine_wall) / parse_wall:.2f}x the orjson parse; "
+        f"CPU {load_cpu + engine_cpu:.2f} s = {(load_cpu + engine_cpu) / parse_cpu:.2f}x"
     )
     print(f"peak RSS (polars part)             {peak_rss_mib():7.0f} MiB (goal <= 2048)")
 
     if args.no_pandas:
         return
     contratacoes, contratos, enriched = pandas_frames(data)
-    print(f"\n{'rule':<18}{'polars s':>10}{'pandas s':>10}{'ratio':>8}{'findings pl/pd':>18}")
+    # Each rule alone on both sides, polars with the dataset's derived frames (dispensas with their limits)
+    # dropped first, since the pandas version computes them too.
+    print(f"\nload average {load_average()}; wall s [CPU s]")
+    print(
+        f"{'rule':<18}{'polars s':>16}{'pandas s':>16}{'wall ratio':>11}{'CPU ratio':>10}"
+        f"{'findings pl/pd':>18}"
+    )
     for rule, work in (
         ("over_limit", lambda: pandas_over_limit(contratacoes, contratos)),
         ("split_purchase", lambda: pandas_split_purchase(contratacoes, contratos)),
         ("repeat_supplier", lambda: pandas_repeat_supplier(enriched)),
     ):
-        pandas_wall, found = timed(work)
-        polars_wall = result.elapsed[rule]
-        polars_found = len(result.per_rule[rule].findings)
+        data.__dict__.pop("_derived", None)
+        polars_wall, polars_cpu, alone = cpu_timed(lambda: run_rules(data, [rule]))  # noqa: B023
+        pandas_wall, pandas_cpu, found = cpu_timed(work)
+        polars_found = len(alone.per_rule[rule].findings)
         print(
-            f"{rule:<18}{polars_wall:>10.2f}{pandas_wall:>10.2f}{pandas_wall / polars_wall:>7.1f}x"
+            f"{rule:<18}{polars_wall:>7.2f} [{polars_cpu:5.2f}]{pandas_wall:>7.2f} [{pandas_cpu:5.2f}]"
+            f"{pandas_wall / polars_wall:>10.1f}x{pandas_cpu / polars_cpu:>9.1f}x"
             f"{polars_found:>10,}/{len(found):,}"
         )
     print(f"peak RSS (end, with pandas copies) {peak_rss_mib():7.0f} MiB")

@@ -276,13 +276,14 @@ def _line_chunks(path: Path, size: int) -> Iterator[bytes]:
             yield rest
 
 
-def frame_from_ndjson(path: str | Path, chunk_bytes: int = 128 << 20) -> pl.DataFrame:
+def frame_from_ndjson(path: str | Path, chunk_bytes: int = 32 << 20) -> pl.DataFrame:
     """Typed frame of a JSON Lines file of raw PNCP records, read natively by polars.
 
     Read in chunks of about `chunk_bytes`, each typed before the next is parsed, so memory holds the typed
-    columns plus one chunk of raw text rather than the whole raw file. Raises polars.exceptions.PolarsError
-    when polars cannot read it (a line that is not JSON, a nested field that is not an object); callers
-    fall back to a tolerant reader.
+    columns plus one chunk of raw text rather than the whole raw file (parsing a chunk takes several times
+    its size, so 32 MiB chunks peak about 200 MiB lower than 128 MiB ones at the same speed). Raises
+    polars.exceptions.PolarsError when polars cannot read it (a line that is not JSON, a nested field that
+    is not an object); callers fall back to a tolerant reader.
     """
     schema = _raw_schema()
     typed = [

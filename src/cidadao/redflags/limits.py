@@ -122,11 +122,18 @@ def with_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.Data
     annulled dispensas (PNCP situacaoCompraId 2 and 3) spent nothing and are left out.
     """
     live = pl.col("situation_id").is_null() | ~pl.col("situation_id").is_in(CANCELLED_SITUATIONS)
-    dispensas = with_inciso(contratacoes.filter((pl.col("modalidade_id") == MODALIDADE_DISPENSA) & live))
-    dispensas = with_distinct(dispensas, ["buyer_name", "buyer_cnpj"], doubled_expr(doubled_cnpjs), "doubled")
-    dispensas = dispensas.with_columns(reference_year().alias("limit_year"))
-    by_value = dispensas.filter(pl.col("inciso").is_in(["I", "II"]))
-    joined = by_value.join(
+    # The text work, years and the join run on the few key columns; the wide frame is gathered once.
+    keys = contratacoes.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
+        "amparo_name",
+        "amparo_code",
+        "buyer_name",
+        "buyer_cnpj",
+        reference_year().alias("limit_year"),
+    ).filter((contratacoes["modalidade_id"] == MODALIDADE_DISPENSA) & contratacoes.select(live).to_series())
+    keys = with_inciso(keys).filter(pl.col("inciso").is_in(["I", "II"]))
+    keys = with_distinct(keys, ["buyer_name", "buyer_cnpj"], doubled_expr(doubled_cnpjs), "doubled")
+    joined = keys.join(
         limits_frame().rename({"year": "limit_year"}),
         on=["limit_year", "inciso"],
         how="left",
@@ -134,7 +141,8 @@ def with_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.Data
     )
     limit = pl.col("limit")
     doubled = pl.when(pl.col("doubled")).then(limit * 2).otherwise(limit)
-    return joined.with_columns(doubled.round(2).alias("limit"))
+    added = joined.select("inciso", "doubled", "limit_year", doubled.round(2).alias("limit"), "act")
+    return contratacoes[joined["_row"]].with_columns(added)
 
 
 def dispensas_by_value(data: Dataset, doubled_cnpjs: Sequence[str]) -> pl.DataFrame:
