@@ -12,6 +12,22 @@ from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
 from cidadao.redflags.limits import dispensas_by_value, legal_citation
 from cidadao.redflags.text import cents, link, money
 
+# What a finding reads of a flagged record (a contrato's limit columns come from its dispensa).
+COLUMNS = (
+    "control_number",
+    "purchase_control_number",
+    "value",
+    "inciso",
+    "limit_year",
+    "doubled",
+    "limit",
+    "act",
+    "buyer_cnpj",
+    "unit_code",
+    "year",
+    "sequence",
+)
+
 
 def _value_source() -> pl.Expr:
     return (
@@ -40,7 +56,10 @@ class OverLimit(Indicator):
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
         population = dispensas_by_value(data, params["doubled_cnpjs"])
-        usable = population.filter(pl.col("value").is_not_null() & pl.col("limit").is_not_null())
+        # Only the columns findings need: filtering the wide frame would copy all of them.
+        usable = population.select(*COLUMNS, "value_homologated").filter(
+            pl.col("value").is_not_null() & pl.col("limit").is_not_null()
+        )
         purchases = usable.with_columns(_value_source().alias("value_source")).filter(
             pl.col("value") >= pl.col("limit")
         )
@@ -74,7 +93,7 @@ class OverLimit(Indicator):
             "act",
             pl.col("value").alias("purchase_value"),
         )
-        contratos = data.contratos.drop("modalidade_id", "amparo_code", "amparo_name", strict=False)
+        contratos = data.contratos.select(*(name for name in COLUMNS if name not in parents.columns[1:]))
         return (
             contratos.join(parents, on="purchase_control_number", how="inner")
             .filter(pl.col("value").is_not_null() & (pl.col("value") >= pl.col("limit")))

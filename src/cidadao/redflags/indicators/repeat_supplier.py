@@ -44,17 +44,21 @@ class RepeatSupplier(Indicator):
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
         minimum, months = int(params["min_awards"]), int(params["window_months"])
-        contratos = data.contratos_enriched.filter(pl.col("modalidade_id").is_in(DIRECT_AWARD_MODALIDADES))
+        # Only the columns the awards need: filtering and sorting the wide frame would copy all of them.
+        contratos = data.contratos_enriched.select(
+            *GROUP,
+            "signed_at",
+            "published_at",
+            "purchase_control_number",
+            "control_number",
+            "value",
+            "modalidade_id",
+            "supplier_name",
+        ).filter(pl.col("modalidade_id").is_in(DIRECT_AWARD_MODALIDADES))
         dated = contratos.with_columns(
             pl.coalesce("signed_at", pl.col("published_at").dt.date()).alias("award_date")
         )
         usable = dated.drop_nulls([*GROUP, "award_date"])
-        parents = data.contratacoes.select(
-            pl.col("control_number").alias("purchase_control_number"),
-            pl.col("buyer_cnpj").alias("purchase_cnpj"),
-            pl.col("year").alias("purchase_year"),
-            pl.col("sequence").alias("purchase_sequence"),
-        ).unique("purchase_control_number")
         # One award per contratação (several contratos or empenhos of one purchase count once).
         awards = (
             usable.sort("award_date", "control_number")
@@ -64,12 +68,22 @@ class RepeatSupplier(Indicator):
                 pl.col("control_number").first().alias("contrato"),
                 pl.col("value").sum().alias("value"),
                 pl.col("modalidade_id").first(),
-                pl.col("object").first(),
                 pl.col("supplier_name").first(),
             )
             .filter(pl.len().over(GROUP) >= minimum)
-            .join(parents, on="purchase_control_number", how="left")
-            .sort([*GROUP, "award_date", "purchase_control_number"])
+        )
+        parents = (
+            data.contratacoes.select(
+                pl.col("control_number").alias("purchase_control_number"),
+                pl.col("buyer_cnpj").alias("purchase_cnpj"),
+                pl.col("year").alias("purchase_year"),
+                pl.col("sequence").alias("purchase_sequence"),
+            )
+            .filter(pl.col("purchase_control_number").is_in(awards["purchase_control_number"].implode()))
+            .unique("purchase_control_number")
+        )
+        awards = awards.join(parents, on="purchase_control_number", how="left").sort(
+            [*GROUP, "award_date", "purchase_control_number"]
         )
         findings = self._findings(awards, minimum, months)
         return RuleResult(

@@ -13,6 +13,7 @@ from cidadao.redflags.limits import LAW, dispensas_by_value
 from cidadao.redflags.text import cents_expr, cents_int_expr, iso_expr, link_expr, money_expr
 
 UNIT = ["buyer_cnpj", "unit_code", "limit_year", "inciso", "doubled"]
+MEMBER_COLUMNS = [*UNIT, "control_number", "value", "year", "sequence", "published_at", "limit", "act"]
 NATURE_LABEL = {"supplier": "para o mesmo fornecedor", "object_class": "com objeto da mesma classe"}
 
 
@@ -56,7 +57,8 @@ class SplitPurchase(Indicator):
                 pl.col(name).is_not_null() for name in ("value", "limit", "buyer_cnpj", "unit_code")
             )
         )
-        under = usable.filter(pl.col("value") < pl.col("limit"))
+        # Only the columns the groups need: filtering the wide frame would copy all of them.
+        under = usable.select(*MEMBER_COLUMNS, "object_class").filter(pl.col("value") < pl.col("limit"))
         parts = self._members(data, under, params)
         if not parts:
             raise ValueError("split_purchase needs by_supplier or by_object_class enabled")
@@ -91,21 +93,19 @@ class SplitPurchase(Indicator):
     @staticmethod
     def _members(data: Dataset, under: pl.DataFrame, params: Mapping[str, Any]) -> list[pl.DataFrame]:
         """One row per (dispensa, nature of grouping): supplier (from its contratos) and object class."""
-        columns = [*UNIT, "control_number", "value", "year", "sequence", "published_at", "limit", "act"]
+        columns = MEMBER_COLUMNS
         parts = []
         if params["by_supplier"]:
-            suppliers = (
-                data.contratos.select(
-                    pl.col("purchase_control_number").alias("control_number"),
-                    pl.col("supplier_id").alias("key"),
-                )
-                .drop_nulls()
-                .unique()
-            )
+            suppliers = data.contratos.select(
+                pl.col("purchase_control_number").alias("control_number"),
+                pl.col("supplier_id").alias("key"),
+            ).drop_nulls()
+            # Joined first and made unique after: the dispensas under the limit are few of all contratos.
             parts.append(
-                under.join(suppliers, on="control_number", how="inner").select(
-                    *columns, pl.lit("supplier").alias("nature"), "key"
-                )
+                under.select(columns)
+                .join(suppliers, on="control_number", how="inner")
+                .unique(["control_number", "key"])
+                .select(*columns, pl.lit("supplier").alias("nature"), "key")
             )
         if params["by_object_class"]:
             classes = under.filter(
@@ -125,8 +125,31 @@ class SplitPurchase(Indicator):
         Messages, money and links are formatted column-wise; each group's member list is built once and the
         same list object goes into the evidence of every finding that uses that group.
         """
-        rows = groups.with_row_index("group").explode(
-            "control_number", "value", "year", "sequence", "published_at"
+        # The part of the message after the record's own value is the same for the whole group.
+        suffix = pl.concat_str(
+            pl.lit(" é uma de "),
+            pl.col("count"),
+            pl.lit(" dispensas da mesma unidade em "),
+            pl.col("limit_year"),
+            pl.lit(" "),
+            pl.col("nature").replace_strict(NATURE_LABEL, return_dtype=pl.String),
+            pl.lit(" que somam "),
+            money_expr(pl.col("total")),
+            pl.lit(", "),
+            pl.when(cents_int_expr(pl.col("total")) == cents_int_expr(pl.col("limit")))
+            .then(pl.lit("igual ao"))
+            .otherwise(pl.lit("acima do")),
+            pl.lit(" limite de "),
+            money_expr(pl.col("limit")),
+            pl.lit(" ("),
+            pl.lit(f"{LAW}, art. 75, §1º"),
+            pl.when(pl.col("act") == LAW).then(pl.lit("")).otherwise(pl.lit("; ") + pl.col("act")),
+            pl.lit(")"),
+        )
+        rows = (
+            groups.with_row_index("group")
+            .with_columns(suffix.alias("suffix"))
+            .explode("control_number", "value", "year", "sequence", "published_at")
         )
         best = (
             rows.sort(["control_number", "total", "nature", "key"], descending=[False, True, True, False])
@@ -138,28 +161,9 @@ class SplitPurchase(Indicator):
                 link_expr(
                     RecordKind.CONTRATACAO, pl.col("buyer_cnpj"), pl.col("year"), pl.col("sequence")
                 ).alias("link"),
-                pl.concat_str(
-                    pl.lit("Dispensa de "),
-                    money_expr(pl.col("value")),
-                    pl.lit(" é uma de "),
-                    pl.col("count"),
-                    pl.lit(" dispensas da mesma unidade em "),
-                    pl.col("limit_year"),
-                    pl.lit(" "),
-                    pl.col("nature").replace_strict(NATURE_LABEL, return_dtype=pl.String),
-                    pl.lit(" que somam "),
-                    money_expr(pl.col("total")),
-                    pl.lit(", "),
-                    pl.when(cents_int_expr(pl.col("total")) == cents_int_expr(pl.col("limit")))
-                    .then(pl.lit("igual ao"))
-                    .otherwise(pl.lit("acima do")),
-                    pl.lit(" limite de "),
-                    money_expr(pl.col("limit")),
-                    pl.lit(" ("),
-                    pl.lit(f"{LAW}, art. 75, §1º"),
-                    pl.when(pl.col("act") == LAW).then(pl.lit("")).otherwise(pl.lit("; ") + pl.col("act")),
-                    pl.lit(")"),
-                ).alias("message"),
+                pl.concat_str(pl.lit("Dispensa de "), money_expr(pl.col("value")), pl.col("suffix")).alias(
+                    "message"
+                ),
             )
         )
         used = best["group"].unique()
