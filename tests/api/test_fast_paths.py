@@ -126,6 +126,11 @@ def test_psycopg_driver_errors_answer_503(pg_seeded: str, monkeypatch: pytest.Mo
 
     with monkeypatch.context() as patch, TestClient(create_app(make_settings(pg_seeded))) as client:
         patch.setattr(psycopg.Cursor, "execute", broken)
+
+        async def broken_async(*args: Any, **kwargs: Any) -> Any:
+            broken(*args, **kwargs)
+
+        patch.setattr(psycopg.AsyncCursor, "execute", broken_async)
         for url in ("/v1/findings?severity=high", "/v1/findings/1"):
             response = client.get(url)
             assert response.status_code == 503, response.text

@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from cidadao.api import entities, findings, health, investigations, records, rules, runs, stats
+from cidadao.api import entities, findings, health, investigations, pgfast, records, rules, runs, stats
 from cidadao.api.errors import ERROR_RESPONSES, install_error_handlers
 from cidadao.api.fastpath import FastRoutes
 from cidadao.api.metrics import AppMetrics
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if isinstance(limiter, RedisLimiter):
             await limiter.close()
         if read_engine is not engine:
+            await pgfast.close_async(read_engine)
             read_engine.dispose()
 
     app = FastAPI(

@@ -17,7 +17,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
@@ -101,5 +100,4 @@ class FastRoutes:
     async def _detail_handler(self, request: Request) -> Any:
         principal = await self._reader(request)
         finding_id: int = request.scope["path_params"]["id"]
-        engine = request.app.state.read_engine
-        return await run_in_threadpool(findings.get_finding, finding_id, engine, principal)
+        return await findings.get_finding(finding_id, request.app.state.read_engine, principal)

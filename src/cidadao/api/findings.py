@@ -38,7 +38,14 @@ from cidadao.api import pgfast
 from cidadao.api.deps import EngineDep, ReadEngineDep, Reader, Writer
 from cidadao.api.errors import ApiError, bad_param, parse_day
 from cidadao.api.query import parse_query, query_parameters
-from cidadao.api.records import RecordSummary, records_around, records_around_pg
+from cidadao.api.records import (
+    AROUND,
+    SUMMARY_FIELDS,
+    RecordSummary,
+    records_around,
+    records_around_pg,
+    summary_of,
+)
 from cidadao.api.responses import json_response, utc
 from cidadao.domain.records import FindingStatus, Severity
 from cidadao.store.models import FindingEventRow, FindingRow
@@ -291,12 +298,18 @@ async def list_findings(request: Request, engine: ReadEngineDep, _principal: Rea
     if cached is not None:
         return cached
     q = parse_query(request, FindingQuery)
-    response = await run_in_threadpool(_list_page, q, engine)
+    if pgfast.enabled(engine):  # psycopg's async connection: no thread-pool hop at all
+        query, params, filters = _list_plan(q)
+        rows = await pgfast.afetch(engine, *_pg_list(query, engine, params))
+        response = _list_render(q, rows, filters)
+    else:
+        response = await run_in_threadpool(_list_page, q, engine)
     cache.put(key, response)
     return response
 
 
-def _list_page(q: FindingQuery, engine: Engine) -> Response:
+def _list_plan(q: FindingQuery) -> tuple[Select[Any], dict[str, Any], str]:
+    """The statement for this filter shape, its parameters and the filters' digest (for cursors)."""
     first = parse_day(q.date_from, "date_from") if q.date_from else None
     last = parse_day(q.date_to, "date_to") if q.date_to else None
     if first and last and first > last:
@@ -322,12 +335,21 @@ def _list_page(q: FindingQuery, engine: Engine) -> Response:
             params["after_score"] = float(key[0])
     query = _list_statement(tuple(name for name in _CONDITIONS if name in params), q.sort, bool(q.cursor))
     params["limit"] = q.limit + 1
+    return query, params, filters
+
+
+def _list_page(q: FindingQuery, engine: Engine) -> Response:
+    query, params, filters = _list_plan(q)
     rows: Any
     if pgfast.enabled(engine):
         rows = pgfast.fetch(engine, *_pg_list(query, engine, params))
     else:
         with engine.connect() as connection:
             rows = connection.execute(query, params).all()
+    return _list_render(q, rows, filters)
+
+
+def _list_render(q: FindingQuery, rows: Any, filters: str) -> Response:
     items = [_item(row) for row in rows[: q.limit]]
     next_cursor = None
     if len(rows) > q.limit:
@@ -389,12 +411,40 @@ def _detail_pg(engine: Engine, finding_id: int) -> dict[str, Any]:
     return item
 
 
-@router.get("/findings/{id}", response_model=FindingDetail, summary="One finding with evidence and records")
-def get_finding(id: FindingId, engine: ReadEngineDep, _principal: Reader) -> Response:
+async def _detail_pg_async(engine: Engine, finding_id: int) -> dict[str, Any]:
+    """`_detail_pg` on psycopg's async connection, in the event loop."""
+    async with pgfast.acursor(engine) as cur:
+        await cur.execute(pgfast.compiled(_DETAIL, engine)[0], {"id": finding_id})
+        row = await cur.fetchone()
+        if row is None:
+            raise ApiError(404, f"finding {finding_id} not found", param="id", location="path")
+        item = _item(row[: len(_FIELDS)])
+        item["evidence"], item["run_id"] = row[len(_FIELDS)], row[len(_FIELDS) + 1]
+        await cur.execute(pgfast.compiled(_EVENTS, engine)[0], {"id": finding_id})
+        item["events"] = [
+            {**dict(zip(_EVENT_FIELDS, event, strict=True)), "created_at": utc(event[-1])}
+            for event in await cur.fetchall()
+        ]
+        sql, defaults = pgfast.compiled(AROUND, engine)
+        await cur.execute(sql, {**defaults, "record": item["record"]})
+        item["records"] = [
+            summary_of(dict(zip(SUMMARY_FIELDS, r, strict=True))) for r in await cur.fetchall()
+        ]
+    return item
+
+
+def _detail_sync(engine: Engine, finding_id: int) -> Response:
     if pgfast.enabled(engine):
-        return json_response(_detail_pg(engine, id))
+        return json_response(_detail_pg(engine, finding_id))
     with engine.connect() as connection:
-        return json_response(_detail(connection, id))
+        return json_response(_detail(connection, finding_id))
+
+
+@router.get("/findings/{id}", response_model=FindingDetail, summary="One finding with evidence and records")
+async def get_finding(id: FindingId, engine: ReadEngineDep, _principal: Reader) -> Response:
+    if pgfast.enabled(engine):
+        return json_response(await _detail_pg_async(engine, id))
+    return await run_in_threadpool(_detail_sync, engine, id)
 
 
 @router.patch("/findings/{id}", response_model=FindingDetail, summary="Triage a finding (audited)")

@@ -12,8 +12,9 @@ connection that failed is invalidated in the pool.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -40,6 +41,82 @@ def cursor(engine: Engine) -> Iterator[psycopg.Cursor[Any]]:
         raise DBAPIError.instance(None, None, error, psycopg.Error) from error
     finally:
         raw.close()  # back to the pool (autocommit: nothing to reset)
+
+
+class AsyncPool:
+    """psycopg async connections for one event loop (one per uvicorn worker), autocommit, at most `size`.
+
+    Used by async handlers so a query costs no thread-pool hop (measured ~0.3 ms of CPU per request, a third
+    of an uncached page). A connection that fails is closed and replaced on next use."""
+
+    def __init__(self, engine: Engine, size: int) -> None:
+        _args, self._kwargs = engine.dialect.create_connect_args(engine.url)
+        self._free: list[psycopg.AsyncConnection[Any]] = []
+        self._slots = asyncio.Semaphore(size)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with self._slots:
+            connection = self._free.pop() if self._free else None
+            if connection is None or connection.closed:
+                connection = await psycopg.AsyncConnection.connect(**self._kwargs, autocommit=True)
+            try:
+                yield connection
+            except BaseException:
+                if connection.broken or connection.closed:
+                    await connection.close()
+                else:
+                    self._free.append(connection)
+                raise
+            self._free.append(connection)
+
+    def discard(self) -> None:
+        free, self._free = self._free, []
+        for connection in free:
+            connection.pgconn.finish()
+
+    async def close(self) -> None:
+        free, self._free = self._free, []
+        for connection in free:
+            await connection.close()
+
+
+_async_pools: dict[tuple[int, asyncio.AbstractEventLoop], AsyncPool] = {}
+
+
+def _async_pool(engine: Engine) -> AsyncPool:
+    key = (id(engine), asyncio.get_running_loop())
+    pool = _async_pools.get(key)
+    if pool is None:
+        for stale_key, stale in list(_async_pools.items()):
+            if stale_key[1].is_closed():  # a finished loop (a test client's): close its sockets
+                del _async_pools[stale_key]
+                stale.discard()
+        size = engine.pool.size() + engine.pool._max_overflow  # type: ignore[attr-defined]
+        pool = _async_pools[key] = AsyncPool(engine, max(size, 1))
+    return pool
+
+
+async def close_async(engine: Engine) -> None:
+    """Close this loop's async connections for `engine` (app shutdown)."""
+    pool = _async_pools.pop((id(engine), asyncio.get_running_loop()), None)
+    if pool is not None:
+        await pool.close()
+
+
+@asynccontextmanager
+async def acursor(engine: Engine) -> AsyncIterator[psycopg.AsyncCursor[Any]]:
+    try:
+        async with _async_pool(engine).connection() as connection, connection.cursor() as cur:
+            yield cur
+    except psycopg.Error as error:
+        raise DBAPIError.instance(None, None, error, psycopg.Error) from error
+
+
+async def afetch(engine: Engine, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    async with acursor(engine) as cur:
+        await cur.execute(sql, params)
+        return await cur.fetchall()
 
 
 def fetch(engine: Engine, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:

@@ -108,7 +108,7 @@ _PURCHASE = (
     select(RecordRow.purchase_control_number).where(RecordRow.control_number == _RECORD).scalar_subquery()
 )
 # The record first, then its contratação (for a contrato), sibling contratos, or its contratos: one query.
-_AROUND = (
+AROUND = (
     select(*_SUMMARY_COLUMNS)
     .where(
         or_(
@@ -125,12 +125,12 @@ _AROUND = (
 
 def records_around(connection: Connection, control_number: str) -> list[dict[str, Any]]:
     """The record (first, when stored) and the records related to it."""
-    return [summary(row) for row in connection.execute(_AROUND, {"record": control_number})]
+    return [summary(row) for row in connection.execute(AROUND, {"record": control_number})]
 
 
 def records_around_pg(cur: Any, engine: Engine, control_number: str) -> list[dict[str, Any]]:
     """`records_around` on a psycopg cursor (PostgreSQL's hot path, see pgfast)."""
-    sql, defaults = pgfast.compiled(_AROUND, engine)
+    sql, defaults = pgfast.compiled(AROUND, engine)
     cur.execute(sql, {**defaults, "record": control_number})
     return [summary_of(dict(zip(SUMMARY_FIELDS, row, strict=True))) for row in cur.fetchall()]
 
