@@ -57,13 +57,24 @@ def test_kill_9_the_worker_ten_times_then_every_record_finding_and_alert_exists_
     rng = random.Random(20261126)
     engine = engine_of(env)
 
+    def started(window: datetime) -> bool:
+        with engine.connect() as connection:
+            return (
+                connection.scalar(
+                    select(JobRunRow.id).where(
+                        JobRunRow.job == "monitor_contratacoes", JobRunRow.window_start == window
+                    )
+                )
+                is not None
+            )
+
     for attempt in range(KILLS):
         services.worker()
         # Each send is a distinct window, as successive beat ticks would be.
-        app.send_task(
-            "cidadao.monitor_contratacoes", kwargs={"window": f"2026-01-01T00:{attempt:02d}:00+00:00"}
-        )
-        time.sleep(rng.uniform(1.5, 5.0))  # start-up takes ~2 s: kills land before, in and after the pass
+        window = datetime(2026, 1, 1, 0, attempt, tzinfo=UTC)
+        app.send_task("cidadao.monitor_contratacoes", kwargs={"window": window.isoformat()})
+        wait_for(lambda window=window: started(window), 60, "the pass to start")
+        time.sleep(rng.uniform(0.0, 2.5))  # a random point of the pass: fetch, upsert, analysis, delivery
         services.kill("worker")
 
     services.worker()
