@@ -350,7 +350,10 @@ def _list_page(q: FindingQuery, engine: Engine) -> Response:
 
 
 def _list_render(q: FindingQuery, rows: Any, filters: str) -> Response:
-    items = [_item(row) for row in rows[: q.limit]]
+    items = [dict(zip(_FIELDS, row, strict=True)) for row in rows[: q.limit]]
+    if items and items[0]["created_at"].tzinfo is None:  # SQLite; PostgreSQL returns aware timestamps
+        for item in items:
+            item["created_at"], item["updated_at"] = utc(item["created_at"]), utc(item["updated_at"])
     next_cursor = None
     if len(rows) > q.limit:
         tail = items[-1]
