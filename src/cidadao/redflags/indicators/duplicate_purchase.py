@@ -21,6 +21,16 @@ from cidadao.redflags.text import cents, day, iso, link, money
 
 MATCH_TEXT = {"supplier": "com o mesmo fornecedor", "object": "com o mesmo objeto"}
 PARTNER_FIELDS = ("control_number", "value", "event_day")
+COLUMNS = (
+    "control_number",
+    "modalidade_id",
+    "buyer_cnpj",
+    "supplier_id",
+    "object",
+    "value",
+    "year",
+    "sequence",
+)
 
 
 def duplicate_pairs(frame: pl.DataFrame, keys: list[str], tolerance: float, window: int) -> pl.DataFrame:
@@ -94,11 +104,12 @@ class DuplicatePurchase(Indicator):
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
         tolerance, window = params["tolerance"], params["window_days"]
-        contratos = data.contratos_enriched.filter(
-            pl.col("modalidade_id").is_in(DIRECT_AWARD_MODALIDADES) | pl.col("modalidade_id").is_null()
-        ).with_columns(pl.col("signed_at").alias("event_day"), pl.col("supplier_id").alias("match_key"))
-        contratacoes = data.direct_awards.with_columns(
-            pl.col("published_at").dt.date().alias("event_day"), pl.col("object").alias("match_key")
+        # Only the columns pairs and findings read: filtering the wide frames would copy all of them.
+        contratos = data.contratos_enriched.select(
+            *COLUMNS, pl.col("signed_at").alias("event_day"), pl.col("supplier_id").alias("match_key")
+        ).filter(pl.col("modalidade_id").is_in(DIRECT_AWARD_MODALIDADES) | pl.col("modalidade_id").is_null())
+        contratacoes = data.direct_awards.select(
+            *COLUMNS, pl.col("published_at").dt.date().alias("event_day"), pl.col("object").alias("match_key")
         )
         findings: list[Finding] = []
         skipped = 0

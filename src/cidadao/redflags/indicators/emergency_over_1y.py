@@ -14,6 +14,19 @@ from cidadao.redflags.text import cents, day, document, link
 
 LEGAL_BASIS = "Lei 14.133/2021, art. 75, VIII"
 GROUP = ["buyer_cnpj", "supplier_id"]
+AMPARO = ["amparo_name", "amparo_code"]
+COLUMNS = [
+    *GROUP,
+    *AMPARO,
+    "control_number",
+    "purchase_control_number",
+    "signed_at",
+    "term_start",
+    "term_end",
+    "value_global",
+    "year",
+    "sequence",
+]
 
 
 @register
@@ -34,9 +47,13 @@ class EmergencyOver1y(Indicator):
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
         months = int(params["max_months"])
+        # The inciso is read once per distinct amparo; only the emergency contratos are then kept.
+        amparos = with_inciso(data.contratos_enriched.select(AMPARO).unique()).filter(
+            pl.col("inciso") == "VIII"
+        )
         emergency = (
-            with_inciso(data.contratos_enriched)
-            .filter(pl.col("inciso") == "VIII")
+            data.contratos_enriched.select(COLUMNS)
+            .join(amparos.drop("inciso"), on=AMPARO, how="semi", nulls_equal=True, maintain_order="left")
             .with_columns(pl.coalesce("signed_at", "term_start").alias("award_date"))
         )
         has_term = pl.col("term_start").is_not_null() & pl.col("term_end").is_not_null()
@@ -55,9 +72,14 @@ class EmergencyOver1y(Indicator):
         ).with_columns(
             pl.when(has_term).then(pl.col("term_start").dt.offset_by(f"{months}mo")).alias("term_ceiling")
         )
+        # Only rows that can be flagged reach Python: a term over the ceiling, or not the pair's first.
+        candidates = checked.filter(
+            (pl.col("term_ceiling").is_not_null() & (pl.col("term_end") > pl.col("term_ceiling")))
+            | (pl.col("pair_history").list.first() != pl.col("control_number")).fill_null(False)
+        )
         findings = []
         flagged_long = flagged_repeat = 0
-        for row in checked.iter_rows(named=True):
+        for row in candidates.iter_rows(named=True):
             too_long = row["term_ceiling"] is not None and row["term_end"] > row["term_ceiling"]
             pair: list[str] = row["pair_history"] or []
             earlier = pair[: pair.index(row["control_number"])] if pair else []

@@ -37,7 +37,20 @@ class ShortNotice(Indicator):
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
         minimum = int(params["min_business_days"])
         # §3 concerns dispensas by value (incisos I and II); an unknown inciso is kept, other incisos are not.
-        dispensas = with_inciso(data.contratacoes.filter(pl.col("modalidade_id") == MODALIDADE_DISPENSA))
+        # Only the columns findings read: filtering the wide frame would copy all of them.
+        dispensas = with_inciso(
+            data.contratacoes.select(
+                "control_number",
+                "modalidade_id",
+                "amparo_name",
+                "amparo_code",
+                "proposal_open_at",
+                "proposal_close_at",
+                "buyer_cnpj",
+                "year",
+                "sequence",
+            ).filter(pl.col("modalidade_id") == MODALIDADE_DISPENSA)
+        )
         population = dispensas.filter(pl.col("inciso").is_in(["I", "II"]) | pl.col("inciso").is_null())
         opened, closed = pl.col("proposal_open_at").dt.date(), pl.col("proposal_close_at").dt.date()
         # Equal open and close instants mean no proposal phase (sem disputa), not a short one.
