@@ -104,6 +104,16 @@ def doubled_expr(doubled_cnpjs: list[str]) -> pl.Expr:
     return by_name | pl.col("buyer_cnpj").is_in(doubled_cnpjs).fill_null(False)
 
 
+def doubled_lookup(frame: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.Expr:
+    """`doubled_expr` for `frame`, its text work done once per distinct buyer name (a set lookup per row)."""
+    names = frame.select(pl.col("buyer_name").unique())
+    consorcios = names.filter(
+        normalise_text(pl.col("buyer_name")).str.contains(r"\bconsorcio").fill_null(False)
+    )
+    by_name = pl.col("buyer_name").is_in(consorcios["buyer_name"].implode()).fill_null(False)
+    return by_name | pl.col("buyer_cnpj").is_in(doubled_cnpjs).fill_null(False)
+
+
 def legal_citation(inciso: str, act: str, doubled: bool = False) -> str:
     """`Lei 14.133/2021, art. 75, II; Decreto 12.343/2024` (the act only when it is a decree)."""
     base = f"{LAW}, art. 75, {inciso}" + (", c/c §2º" if doubled else "")
@@ -132,7 +142,7 @@ def with_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.Data
         reference_year().alias("limit_year"),
     ).filter((contratacoes["modalidade_id"] == MODALIDADE_DISPENSA) & contratacoes.select(live).to_series())
     keys = with_inciso(keys).filter(pl.col("inciso").is_in(["I", "II"]))
-    keys = with_distinct(keys, ["buyer_name", "buyer_cnpj"], doubled_expr(doubled_cnpjs), "doubled")
+    keys = keys.with_columns(doubled_lookup(keys, doubled_cnpjs).alias("doubled"))
     joined = keys.join(
         limits_frame().rename({"year": "limit_year"}),
         on=["limit_year", "inciso"],
