@@ -40,6 +40,7 @@ SEVERITIES = ("low", "medium", "high", "critical")
 UFS = ("SP", "RJ", "MG", "BA", "PE", "RS", "PR", "CE", "GO", "AM")
 RECORDS_PER_FINDING = 5
 _BODY = b'{"status":"ok"}'
+APPLICATION = "cidadao_bench_api"  # application_name of the API's connections, to find their backends
 
 
 async def bare_app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
@@ -158,6 +159,25 @@ def _cpu_seconds(server: subprocess.Popen[bytes]) -> float:
     return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
 
 
+def _pg_cpu_seconds(dsn: str, application: str) -> dict[int, float]:
+    """CPU time of the PostgreSQL backends serving the API (found by application_name), by pid."""
+    with psycopg.connect(dsn) as connection:
+        pids = [
+            pid
+            for (pid,) in connection.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application,)
+            )
+        ]
+    seconds = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:  # ended, or not readable by this user
+            continue
+        seconds[pid] = times.user + times.system
+    return seconds
+
+
 def _lua(path: Path, target: str) -> Path:
     path.write_text(f'request = function() return wrk.format("GET", {target}) end\n')
     return path
@@ -195,7 +215,7 @@ def main() -> None:
         load(url.replace("postgresql+psycopg://", "postgresql://"), args.findings)
         env = {
             **os.environ,
-            "DATABASE_URL": url,
+            "DATABASE_URL": f"{url}&application_name={APPLICATION}",
             "LOG_LEVEL": "WARNING",
             "RATE_LIMIT_PER_MINUTE": "1000000000",
             "REDIS_URL": "",
@@ -224,11 +244,15 @@ def main() -> None:
             for _name, target, lua, _server in cases:  # warm-up: pools, caches, PostgreSQL buffers
                 wrk(target, 2, args.connections, lua)
             results = []
+            dsn = args.database_url.replace("postgresql+psycopg://", "postgresql://")
             for name, target, lua, server in cases:
-                cpu = _cpu_seconds(server)
+                cpu, pg = _cpu_seconds(server), _pg_cpu_seconds(dsn, APPLICATION)
                 figures = wrk(target, args.duration, args.connections, lua)
                 requests = figures["rps"] * args.duration
+                pg_after = _pg_cpu_seconds(dsn, APPLICATION)
+                pg_used = sum(value - pg.get(pid, 0.0) for pid, value in pg_after.items())
                 figures["cpu_ms"] = (_cpu_seconds(server) - cpu) * 1000 / requests if requests else 0.0
+                figures["pg_ms"] = pg_used * 1000 / requests if requests else 0.0
                 results.append((name, figures))
     finally:
         for process in servers:
@@ -242,12 +266,13 @@ def main() -> None:
     print(
         f"\n{args.findings:,} findings, uvicorn --workers 2, wrk -t2 -c{args.connections} -d{args.duration}s"
     )
-    print("| endpoint | req/s | p50 ms | p99 ms | vs bare | server CPU ms/req | non-2xx |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| endpoint | req/s | p50 ms | p99 ms | vs bare | server CPU ms/req | PG CPU ms/req | non-2xx |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, figures in results:
         print(
             f"| {name} | {figures['rps']:,.0f} | {figures['p50']:.2f} | {figures['p99']:.2f} "
-            f"| {figures['rps'] / baseline:.0%} | {figures['cpu_ms']:.3f} | {figures['non_2xx']:.0f} |"
+            f"| {figures['rps'] / baseline:.0%} | {figures['cpu_ms']:.3f} | {figures['pg_ms']:.3f} "
+            f"| {figures['non_2xx']:.0f} |"
         )
 
 
