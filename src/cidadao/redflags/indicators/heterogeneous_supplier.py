@@ -32,9 +32,18 @@ class HeterogeneousSupplier(Indicator):
     needs = ("modalidade_id", "supplier_id", "object_class")
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
-        population = data.contratos_enriched.filter(
-            pl.col("modalidade_id").is_in(DIRECT_AWARD_MODALIDADES) | pl.col("modalidade_id").is_null()
-        )
+        # Only the columns findings read: filtering the wide frame would copy all of them.
+        population = data.contratos_enriched.select(
+            "control_number",
+            "modalidade_id",
+            "supplier_id",
+            "supplier_name",
+            "object_class",
+            "signed_at",
+            "buyer_cnpj",
+            "year",
+            "sequence",
+        ).filter(pl.col("modalidade_id").is_in(DIRECT_AWARD_MODALIDADES) | pl.col("modalidade_id").is_null())
         usable = population.drop_nulls(["modalidade_id", "supplier_id", "object_class"])
         classes = pl.col("object_class").filter(pl.col("object_class") != OTHER)
         suppliers = (
