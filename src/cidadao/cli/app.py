@@ -31,6 +31,7 @@ def _configure(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
 ) -> None:
     """Logs go to stderr so that command output on stdout stays clean for pipes."""
+    get_settings.cache_clear()  # each invocation is a start-up: read the environment afresh
     current = settings()
     configure_logging("DEBUG" if verbose else current.log_level, current.log_format)
 
