@@ -3,13 +3,15 @@ routing, and on PostgreSQL the psycopg queries against SQLAlchemy's."""
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import insert
 
-from cidadao.api import pgfast
+from cidadao.api import findings, pgfast
 from cidadao.api.app import create_app
 from cidadao.api.auth import issue_token
 from cidadao.api.fastpath import FastRoutes
@@ -135,3 +137,33 @@ def test_psycopg_driver_errors_answer_503(pg_seeded: str, monkeypatch: pytest.Mo
             response = client.get(url)
             assert response.status_code == 503, response.text
             assert response.json()["error"] == "unavailable"
+
+
+def test_list_cache_refresh_is_one_query_per_key(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests arriving while an expired page is refreshed wait for that answer: one query, not one each;
+    a failed refresh leaves each waiter to answer on its own."""
+    upgrade(sqlite_url)
+    seed(engine_for(sqlite_url))
+    app = create_app(make_settings(sqlite_url, api_list_cache_seconds=30))
+    calls: list[bytes] = []
+    real = findings._list_response
+
+    async def slow(request: Any, engine: Any) -> Any:
+        calls.append(request.scope["query_string"])
+        await asyncio.sleep(0.05)
+        return await real(request, engine)
+
+    monkeypatch.setattr(findings, "_list_response", slow)
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            urls = ["/v1/findings?limit=2"] * 5 + ["/v1/findings?limit=0"] * 3
+            return await asyncio.gather(*(client.get(url) for url in urls))
+
+    responses = asyncio.run(run())
+    assert [r.status_code for r in responses] == [200] * 5 + [422] * 3
+    assert len({r.content for r in responses[:5]}) == 1
+    assert calls.count(b"limit=2") == 1  # one refresh served all five
+    assert calls.count(b"limit=0") == 3  # the leader failed: the two waiters tried on their own
+    assert app.state.page_cache.pending == {}
