@@ -98,6 +98,7 @@ class Settings(BaseSettings):
 
     # Schedule (seconds) and retention (days)
     monitor_interval_seconds: int = Field(default=300, ge=10)
+    poll_interval_seconds: int = Field(default=30, ge=5)  # fast path: only what PNCP appended today
     contracts_interval_seconds: int = Field(default=900, ge=10)
     dispatch_interval_seconds: int = Field(default=30, ge=1)
     digest_interval_seconds: int = Field(default=86400, ge=60)

@@ -26,7 +26,7 @@ from cidadao.config import Settings
 from cidadao.domain.records import Record, RecordKind, Rejection
 from cidadao.logs import get_logger
 from cidadao.sources.files import read_records
-from cidadao.sources.pncp import PncpClient, split_window
+from cidadao.sources.pncp import MAX_PAGE_SIZE, Page, PncpClient, Window, split_window
 from cidadao.sources.pncp_schema import BRASILIA, parse_records
 from cidadao.store.db import transaction
 from cidadao.store.repositories import (
@@ -406,3 +406,106 @@ def _ingest_endpoint(
         with transaction(engine) as session:
             save_watermark(session, plan.key, position, None)
         log.info("pncp window stored", endpoint=plan.endpoint, window=window, **stats.counts())
+
+
+class TailClient(Protocol):
+    """What the tail poll needs from the PNCP client: one page of a window, with its totals."""
+
+    def fetch_page(
+        self, endpoint: str, window: Window, number: int, modalidade: int | None = None
+    ) -> Page: ...
+
+
+def tail_key(endpoint: str, modalidade: int | None, day: date) -> str:
+    """The `watermarks` row of one (endpoint, modalidade, day) tail: how many of its records are stored."""
+    return f"pncp-tail:{endpoint}:{'-' if modalidade is None else modalidade}:{day:%Y%m%d}"
+
+
+def ingest_pncp_tail(
+    engine: Engine,
+    settings: Settings,
+    client: TailClient | None = None,
+    *,
+    endpoints: Sequence[str] = ENDPOINTS,
+    run: int | None = None,
+    now: datetime | None = None,
+) -> IngestStats:
+    """The fast path: fetch only what PNCP appended to today's listings since the last poll.
+
+    Per endpoint and modalidade, the `pncp-tail:` watermark holds how many of today's records (in PNCP's
+    order) are stored. One request, for the page holding the last of them, tells the current total; unchanged
+    -> done. Grown from N to M -> that page and the following ones up to M are stored, each in one
+    transaction with the new count, so a crash re-polls from the interrupted page and upserts stay idempotent.
+    It assumes PNCP appends new records at the end of a day's listing; records inserted elsewhere, changed, or
+    published late are the full pass's business (incremental with overlap), which remains the guarantee.
+    """
+    now = now or datetime.now(PNCP_TZ).replace(tzinfo=None)
+    day = now.date()
+    stats = IngestStats()
+    with ExitStack() as cleanup:
+        if client is None:
+            client = cleanup.enter_context(PncpClient(settings))
+        with _running(engine, "pncp", run, stats) as run_id:
+            for endpoint in endpoints:
+                kind = RecordKind.CONTRATO if endpoint == "contratos" else RecordKind.CONTRATACAO
+                modalidades: list[int | None] = (
+                    list(settings.pncp_modalidades) if kind is RecordKind.CONTRATACAO else [None]
+                )
+                for modalidade in modalidades:
+                    _ingest_tail(
+                        engine, settings, client, endpoint, kind, modalidade, day, now, run_id, stats
+                    )
+    return stats
+
+
+def _ingest_tail(
+    engine: Engine,
+    settings: Settings,
+    client: TailClient,
+    endpoint: str,
+    kind: RecordKind,
+    modalidade: int | None,
+    day: date,
+    now: datetime,
+    run_id: int,
+    stats: IngestStats,
+) -> None:
+    key = tail_key(endpoint, modalidade, day)
+    size = min(settings.pncp_page_size, MAX_PAGE_SIZE[endpoint])
+    with transaction(engine) as session:
+        mark = get_watermark(session, key)
+    stored = int(mark.cursor.get("total", 0)) if mark and mark.cursor else 0
+    window = Window(day, day)
+    number = max(1, -(-stored // size))  # the page holding the last stored record
+    page = client.fetch_page(endpoint, window, number, modalidade)
+    if not page.records and number > 1:
+        # Past the end (HTTP 204 carries no totals): the listing shrank; ask page 1 for the total.
+        number = 1
+        page = client.fetch_page(endpoint, window, number, modalidade)
+    total = page.total_records if page.records else 0
+    if total <= stored:
+        if total < stored:
+            # Records vanished or moved: restart the count; the full pass reconciles whatever changed.
+            log.warning(
+                "pncp listing shrank", endpoint=endpoint, modalidade=modalidade, was=stored, now=total
+            )
+            with transaction(engine) as session:
+                save_watermark(session, key, now, {"total": total})
+        return
+    last_page = -(-total // size)
+    while page.records:  # empty: the listing shrank meanwhile; the next poll sees it
+        covered = min(total, number * size)
+        store_batch(
+            engine,
+            "pncp",
+            page.records,
+            run_id,
+            stats,
+            kind=kind,
+            after=partial(save_watermark, source=key, position=now, cursor={"total": covered}),
+        )
+        if number >= last_page:
+            break
+        number += 1
+        page = client.fetch_page(endpoint, window, number, modalidade)
+    log.info("pncp tail stored", endpoint=endpoint, modalidade=modalidade, was=stored, total=total)

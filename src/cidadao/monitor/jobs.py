@@ -57,6 +57,7 @@ JOBS: Mapping[str, Job] = {
     job.name: job
     for job in (
         Job("monitor_contratacoes", "cidadao.monitor_contratacoes", Queue.HIGH, "monitor_interval_seconds"),
+        Job("poll_new_contratacoes", "cidadao.poll_new_contratacoes", Queue.HIGH, "poll_interval_seconds"),
         Job("sync_contratos", "cidadao.sync_contratos", Queue.HIGH, "contracts_interval_seconds"),
         Job("global_analysis", "cidadao.global_analysis", Queue.HIGH, "global_analysis_interval_seconds"),
         Job("dispatch_alerts", "cidadao.dispatch_alerts", Queue.CRITICAL, "dispatch_interval_seconds"),

@@ -9,9 +9,9 @@ leaves each record, finding and alert exactly once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,16 @@ from cidadao.alerts.dispatcher import dispatch_due
 from cidadao.config import Settings
 from cidadao.logs import get_logger
 from cidadao.monitor.analysis import AnalysisStats, analyse_changed, analyse_global, analyse_party
-from cidadao.monitor.ingest import ENDPOINTS, IngestFailed, IngestStats, PageClient, ingest_file, ingest_pncp
+from cidadao.monitor.ingest import (
+    ENDPOINTS,
+    IngestFailed,
+    IngestStats,
+    PageClient,
+    TailClient,
+    ingest_file,
+    ingest_pncp,
+    ingest_pncp_tail,
+)
 from cidadao.redflags.base import SANCTIONS_SCHEMA
 from cidadao.sources.sanctions import read_sanctions
 from cidadao.store.db import transaction
@@ -69,17 +78,53 @@ def run_pass(
     result = PassResult()
     if sanctions:
         result.sanctions = load_sanctions(engine, sanctions)
-    source = "file" if files else "pncp"
+
+    def ingest(run_id: int) -> IngestStats:
+        if not files:
+            return ingest_pncp(engine, settings, start, end, client, endpoints=endpoints, run=run_id)
+        stats = IngestStats()
+        for path in files:
+            _add(stats, ingest_file(engine, path, run=run_id))
+        return stats
+
+    return _run(engine, settings, "file" if files else "pncp", ingest, result, include_global=include_global)
+
+
+def run_tail(
+    engine: Engine,
+    settings: Settings,
+    *,
+    endpoints: Sequence[str] = ENDPOINTS,
+    client: TailClient | None = None,
+    now: datetime | None = None,
+) -> PassResult:
+    """The fast path between full passes: fetch only the records PNCP appended today since the last poll
+    (`ingest_pncp_tail`), then analyse, store findings and alerts, and dispatch exactly as a full pass.
+    `now` (PNCP's naive local time) picks the day; by default, today."""
+    return _run(
+        engine,
+        settings,
+        "pncp",
+        lambda run_id: ingest_pncp_tail(engine, settings, client, endpoints=endpoints, run=run_id, now=now),
+        PassResult(),
+    )
+
+
+def _run(
+    engine: Engine,
+    settings: Settings,
+    source: str,
+    ingest: Callable[[int], IngestStats],
+    result: PassResult,
+    *,
+    include_global: bool = False,
+) -> PassResult:
+    """Ingest under a new run, analyse what changed, finish the run, dispatch the outbox."""
     with transaction(engine) as session:
         run_id = start_run(session, source)
     result.run_id = run_id
-    stats = IngestStats()
     try:
-        if files:
-            for path in files:
-                _add(stats, ingest_file(engine, path, run=run_id))
-        else:
-            stats = ingest_pncp(engine, settings, start, end, client, endpoints=endpoints, run=run_id)
+        stats = ingest(run_id)
         analysis = analyse_changed(engine, settings, run_id)
         global_stats = analyse_global(engine, settings, run_id) if include_global else AnalysisStats()
     except BaseException as error:

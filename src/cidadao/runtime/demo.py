@@ -109,6 +109,7 @@ class Demo:
             "PNCP_WINDOW_DAYS": "365",
             "PNCP_REQUESTS_PER_SECOND": "50",
             "MONITOR_INTERVAL_SECONDS": "10",
+            "POLL_INTERVAL_SECONDS": "5",
             "CONTRACTS_INTERVAL_SECONDS": "20",
             "DISPATCH_INTERVAL_SECONDS": "5",
             "HEARTBEAT_INTERVAL_SECONDS": "30",

@@ -77,6 +77,11 @@ def _monitor(engine: Engine, settings: Settings, _start: datetime, _end: datetim
     return pipeline.run_pass(engine, settings, endpoints=("contratacoes",)).as_dict()
 
 
+def _poll(engine: Engine, settings: Settings, _start: datetime, _end: datetime) -> dict[str, Any]:
+    # Today's new contratações and contratos only; the full passes above stay the guarantee.
+    return pipeline.run_tail(engine, settings).as_dict()
+
+
 def _contracts(engine: Engine, settings: Settings, _start: datetime, _end: datetime) -> dict[str, Any]:
     return pipeline.run_pass(engine, settings, endpoints=("contratos",)).as_dict()
 
@@ -96,6 +101,7 @@ def _summary(engine: Engine, settings: Settings, start: datetime, _end: datetime
 
 
 monitor_contratacoes = _periodic(JOBS["monitor_contratacoes"], _monitor)
+poll_new_contratacoes = _periodic(JOBS["poll_new_contratacoes"], _poll)
 sync_contratos = _periodic(JOBS["sync_contratos"], _contracts)
 global_analysis = _periodic(JOBS["global_analysis"], _global)
 dispatch_alerts = _periodic(JOBS["dispatch_alerts"], _dispatch)
