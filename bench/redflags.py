@@ -3,7 +3,7 @@
     python bench/redflags.py [--records 1000000] [--seed 7] [--no-pandas]
 
 - baseline (a): `orjson.loads` of every line of the JSON Lines file (the floor of any reader of the file);
-- load: `frame_from_ndjson` + `dataset_from_table` (typed polars frames), then the derived frames
+- load: `dataset_from_ndjson` (typed polars frames, split by kind chunk by chunk), then the derived frames
   (direct awards, contratos joined with their contratação) that indicators share;
 - rules: all registered indicators through `run_rules`, wall time per indicator and in total, findings built;
 - baseline (b): an idiomatic pandas version of over_limit, split_purchase and repeat_supplier on the same
@@ -33,7 +33,7 @@ import polars as pl
 from cidadao.domain.records import DIRECT_AWARD_MODALIDADES, MODALIDADE_DISPENSA
 from cidadao.redflags.base import Dataset
 from cidadao.redflags.engine import run_rules
-from cidadao.redflags.frame import dataset_from_table, frame_from_ndjson
+from cidadao.redflags.frame import dataset_from_ndjson
 from cidadao.redflags.limits import AMPARO_CODES, legal_citation, limits_frame
 from cidadao.redflags.text import cents, day, document, link, money
 from cidadao.sources.generator import write_jsonl
@@ -247,7 +247,7 @@ def main() -> None:
         f"({lines / parse_wall:,.0f} rec/s)"
     )
 
-    load_wall, load_cpu, data = cpu_timed(lambda: dataset_from_table(frame_from_ndjson(path)))
+    load_wall, load_cpu, data = cpu_timed(lambda: dataset_from_ndjson(path))
     derived_wall, derived_cpu, _ = cpu_timed(lambda: (data.direct_awards, data.contratos_enriched))
     print(
         f"load into Dataset                  {load_wall:7.2f} s [{load_cpu:.2f}]  "

@@ -12,13 +12,28 @@ from cidadao.domain.records import Record, RecordKind
 from cidadao.redflags.base import RECORD_SCHEMA
 from cidadao.redflags.frame import (
     dataset_from_frames,
+    dataset_from_ndjson,
     dataset_from_raw,
     dataset_from_records,
+    dataset_from_table,
     frame_from_ndjson,
     frame_from_raw,
 )
 from cidadao.redflags.objects import classify
-from cidadao.redflags.text import document, money, percent
+from cidadao.redflags.text import (
+    cents,
+    cents_expr,
+    day_expr,
+    document,
+    iso,
+    iso_expr,
+    link,
+    link_expr,
+    money,
+    money_expr,
+    percent,
+)
+from cidadao.sources.generator import write_jsonl
 
 CONTRATACAO = {
     "numeroControlePNCP": "00394460000141-1-000001/2025",
@@ -89,6 +104,20 @@ def test_ndjson_fast_path_equals_the_tolerant_path(tmp_path: Path) -> None:
     assert frame_from_ndjson(tmp_path / "empty.jsonl").schema == frame_from_raw([]).schema
 
 
+def test_dataset_from_ndjson_equals_splitting_the_whole_table(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    write_jsonl(path, 300, 3)
+    whole = dataset_from_table(frame_from_ndjson(path))
+
+    for chunk_bytes in (4096, 32 << 20):  # many chunks, one chunk
+        split = dataset_from_ndjson(path, chunk_bytes=chunk_bytes)
+        assert split.contratacoes.equals(whole.contratacoes)
+        assert split.contratos.equals(whole.contratos)
+        assert split.contratacoes.height + split.contratos.height == 300
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    assert dataset_from_ndjson(tmp_path / "empty.jsonl").contratacoes.height == 0
+
+
 def test_dataset_derived_columns() -> None:
     data = dataset_from_raw([CONTRATACAO, CONTRATO])
 
@@ -156,6 +185,24 @@ def test_portuguese_formatting() -> None:
     assert percent(0.125) == "12,5 %"
     assert document("11222333000181") == "11.222.333/0001-81"
     assert document("52998224725") == "***.982.247-**"
+
+
+def test_column_wise_formatting_equals_the_python_formatters() -> None:
+    values = [130000, 62725.585, -5.5, 2.675, 999_999.995, 1_000_000_000_000.25, 0.0, 0.005, 12.3, -0.004]
+    values += [(i * 7919.123457) % 2_000_000 - 1_000_000 for i in range(2000)]
+    frame = pl.DataFrame({"value": [*values, None]}, schema={"value": pl.Float64})
+    out = frame.select(money_expr(pl.col("value")).alias("money"), cents_expr(pl.col("value")).alias("cents"))
+    assert out["money"].to_list() == [*(money(v) for v in values), None]
+    assert out["cents"].to_list() == [*(cents(v) for v in values), None]  # bit for bit, not just close
+    stamps = [datetime(2025, 1, 2, 10), datetime(2025, 1, 2, 10, 0, 0, 120), None]
+    dated = pl.DataFrame({"at": stamps}).select(iso_expr(pl.col("at")), day_expr(pl.col("at")).alias("day"))
+    assert dated["at"].to_list() == [iso(stamp) for stamp in stamps]
+    assert dated["day"].to_list() == ["02/01/2025", "02/01/2025", None]
+    ids = pl.DataFrame(
+        {"cnpj": ["00394460000141", "", None, "1"], "year": [2025, 2025, 2025, None], "seq": [1, 2, 3, 4]}
+    )
+    links = ids.select(link_expr(RecordKind.CONTRATO, pl.col("cnpj"), pl.col("year"), pl.col("seq")))
+    assert links.to_series().to_list() == [link(RecordKind.CONTRATO, *row) for row in ids.iter_rows()]
 
 
 def test_timestamps_in_other_layouts_are_read() -> None:

@@ -276,6 +276,12 @@ def _line_chunks(path: Path, size: int) -> Iterator[bytes]:
             yield rest
 
 
+def _typed_chunks(path: str | Path, chunk_bytes: int) -> Iterator[pl.DataFrame]:
+    schema = _raw_schema()
+    for chunk in _line_chunks(Path(path), chunk_bytes):
+        yield _typed(_flatten(pl.read_ndjson(io.BytesIO(chunk), schema=schema)))
+
+
 def frame_from_ndjson(path: str | Path, chunk_bytes: int = 32 << 20) -> pl.DataFrame:
     """Typed frame of a JSON Lines file of raw PNCP records, read natively by polars.
 
@@ -285,14 +291,31 @@ def frame_from_ndjson(path: str | Path, chunk_bytes: int = 32 << 20) -> pl.DataF
     polars.exceptions.PolarsError when polars cannot read it (a line that is not JSON, a nested field that
     is not an object); callers fall back to a tolerant reader.
     """
-    schema = _raw_schema()
-    typed = [
-        _typed(_flatten(pl.read_ndjson(io.BytesIO(chunk), schema=schema)))
-        for chunk in _line_chunks(Path(path), chunk_bytes)
-    ]
+    typed = list(_typed_chunks(path, chunk_bytes))
     if not typed:
-        return _typed(_flatten(pl.DataFrame(schema=schema)))
+        return _typed(_flatten(pl.DataFrame(schema=_raw_schema())))
     return pl.concat(typed, rechunk=False)
+
+
+def dataset_from_ndjson(
+    path: str | Path, sanctions: pl.DataFrame | None = None, chunk_bytes: int = 32 << 20
+) -> Dataset:
+    """`dataset_from_table(frame_from_ndjson(path), sanctions)`, with a lower memory peak.
+
+    Each typed chunk is split by kind as it is read, so memory never holds the whole typed table next to
+    its two halves (at a million records that pair is about 0.7 GiB above the Dataset itself). Raises
+    like `frame_from_ndjson`.
+    """
+    contratacoes: list[pl.DataFrame] = []
+    contratos: list[pl.DataFrame] = []
+    for typed in _typed_chunks(path, chunk_bytes):
+        contratacoes.append(typed.filter(pl.col("kind") == RecordKind.CONTRATACAO.value))
+        contratos.append(typed.filter(pl.col("kind") == RecordKind.CONTRATO.value))
+    if not contratacoes:
+        return dataset_from_table(frame_from_ndjson(path, chunk_bytes), sanctions)
+    return dataset_from_frames(
+        pl.concat(contratacoes, rechunk=False), pl.concat(contratos, rechunk=False), sanctions
+    )
 
 
 def dataset_from_raw(records: Iterable[Mapping[str, Any]], sanctions: pl.DataFrame | None = None) -> Dataset:
