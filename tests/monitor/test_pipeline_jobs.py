@@ -17,7 +17,7 @@ from cidadao.monitor.jobs import (
     window_start,
 )
 from cidadao.store.db import transaction
-from cidadao.store.models import AlertOutboxRow, JobRunRow, QuarantineRow
+from cidadao.store.models import AlertOutboxRow, JobRunRow, QuarantineRow, WatermarkRow
 from cidadao.worker.singleton import NamedLock
 
 NOW = datetime(2026, 3, 4, 10, 7, 31, tzinfo=UTC)
@@ -133,6 +133,12 @@ def test_retention_deletes_only_old_rows_of_what_settings_say(engine: Engine) ->
                 )
             )  # fmt: skip
         session.add(AlertOutboxRow(idempotency_key="pending-old", channel="file", payload={}, created_at=old))
+        for source, when in (
+            ("pncp-tail:contratos:-:20000101", old),
+            ("pncp-tail:contratos:-:20000119", recent),
+        ):
+            session.add(WatermarkRow(source=source, position=when, updated_at=when))
+        session.add(WatermarkRow(source="pncp:contratos", position=old, updated_at=old))
 
     deleted = retention_cleanup(engine, settings, NOW, NOW)
 
@@ -141,6 +147,10 @@ def test_retention_deletes_only_old_rows_of_what_settings_say(engine: Engine) ->
     with engine.connect() as connection:
         keys = set(connection.scalars(select(AlertOutboxRow.idempotency_key)).all())
     assert keys == {f"delivered-{recent:%j}", "pending-old"}
+    assert deleted["tail_watermarks"] == 1
+    with engine.connect() as connection:
+        marks = set(connection.scalars(select(WatermarkRow.source)).all())
+    assert marks == {"pncp-tail:contratos:-:20000119", "pncp:contratos"}
 
 
 def test_sanctions_refresh_without_an_api_key_is_a_logged_no_op(engine: Engine) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from cidadao.config import Settings
 from cidadao.store.db import transaction
-from cidadao.store.models import AlertOutboxRow, IngestionRunRow, JobRunRow, QuarantineRow
+from cidadao.store.models import AlertOutboxRow, IngestionRunRow, JobRunRow, QuarantineRow, WatermarkRow
 from cidadao.worker.singleton import try_lock
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,8 @@ def _deleted(session: Session, statement: Delete) -> int:
 
 
 def retention_cleanup(engine: Engine, settings: Settings, start: datetime, _end: datetime) -> dict[str, Any]:
-    """Delete old quarantine rows, runs and delivered alerts. Findings are never deleted (triage history)."""
+    """Delete old quarantine rows, runs, delivered alerts and past days' fast-path counts (`pncp-tail:`).
+    Findings are never deleted (triage history)."""
     day = timedelta(days=1)
     runs_before = start - settings.retention_runs_days * day
     statements = {
@@ -241,6 +242,9 @@ def retention_cleanup(engine: Engine, settings: Settings, start: datetime, _end:
         ),
         "ingestion_runs": delete(IngestionRunRow).where(
             IngestionRunRow.status != "running", IngestionRunRow.started_at < runs_before
+        ),
+        "tail_watermarks": delete(WatermarkRow).where(
+            WatermarkRow.source.startswith("pncp-tail:"), WatermarkRow.updated_at < start - 2 * day
         ),
         "outbox": delete(AlertOutboxRow).where(
             AlertOutboxRow.status == "delivered",
