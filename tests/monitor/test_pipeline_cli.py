@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from cidadao.cli import app
-from cidadao.store.db import engine_for
+from cidadao.cli import monitor as monitor_cli
+from cidadao.monitor.pipeline import PassResult
+from cidadao.store.db import engine_for, upgrade
 from cidadao.store.models import AlertOutboxRow, FindingRow, SanctionRow
 
 GOLDEN = Path(__file__).resolve().parents[1] / "redflags" / "golden"
@@ -45,3 +49,39 @@ def test_monitor_once_from_files_with_sanctions_finds_alerts_and_is_idempotent(
     delivered = [json.loads(line) for line in alerts.read_text().splitlines()]
     assert len(delivered) == outbox >= 1
     assert any(line["data"].get("finding", {}).get("rule") == "sanctioned_supplier" for line in delivered)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_monitor_loop_polls_the_fast_path_between_full_passes(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upgrade(sqlite_url)
+    clock = [0.0]
+    calls: list[tuple[str, float]] = []
+
+    def full(*_: Any, **__: Any) -> PassResult:
+        calls.append(("pass", clock[0]))
+        if len(calls) > 1:
+            raise _Stop
+        return PassResult(run_id=1)
+
+    def tail(*_: Any, **__: Any) -> PassResult:
+        calls.append(("tail", clock[0]))
+        return PassResult(run_id=2)
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    monkeypatch.setattr(monitor_cli, "run_pass", full)
+    monkeypatch.setattr(monitor_cli, "run_tail", tail)
+    monkeypatch.setattr(monitor_cli.time, "sleep", sleep)
+    monkeypatch.setattr(monitor_cli.time, "monotonic", lambda: clock[0])
+    env = {"DATABASE_URL": sqlite_url, "MONITOR_INTERVAL_SECONDS": "300", "POLL_INTERVAL_SECONDS": "30"}
+
+    result = runner.invoke(app, ["monitor"], env=env)
+
+    assert isinstance(result.exception, _Stop)
+    assert calls == [("pass", 0.0), *[("tail", 30.0 * n) for n in range(1, 10)], ("pass", 300.0)]

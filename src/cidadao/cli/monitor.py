@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from cidadao.cli.app import app, console, migrated_engine, settings
-from cidadao.monitor.pipeline import PassResult, run_pass
+from cidadao.monitor.pipeline import PassResult, run_pass, run_tail
 from cidadao.runtime.supervisor import Child, Supervisor, beat_command, web_command, worker_command
 from cidadao.store.db import upgrade
 
@@ -40,7 +40,8 @@ def monitor(
         typer.Option("--sanctions", exists=True, dir_okay=False, help="CEIS/CNEP CSV or JSON file"),
     ] = None,
 ) -> None:
-    """Fetch, analyse, write findings and alerts, dispatch them. Without --once: every MONITOR_INTERVAL."""
+    """Fetch, analyse, write findings and alerts, dispatch them. Without --once: a full pass every
+    MONITOR_INTERVAL_SECONDS and, between them, every POLL_INTERVAL_SECONDS, only what PNCP appended today."""
     engine = migrated_engine()
     config = settings()
     while True:
@@ -50,7 +51,13 @@ def monitor(
         print_pass(result)
         if once or from_file:
             return
-        time.sleep(config.monitor_interval_seconds)
+        next_pass = time.monotonic() + config.monitor_interval_seconds
+        while next_pass - time.monotonic() > config.poll_interval_seconds:
+            time.sleep(config.poll_interval_seconds)
+            polled = run_tail(engine, config)
+            if polled.ingest.get("fetched"):
+                print_pass(polled)
+        time.sleep(max(0.0, next_pass - time.monotonic()))
 
 
 @app.command("worker")
