@@ -112,11 +112,16 @@ class Dataset:
             *(pl.col(name).alias(f"_purchase_{name}") for name in inherited),
             pl.lit(True).alias("purchase_found"),
         ).unique("purchase_control_number", keep="first", maintain_order=True)
-        joined = self.contratos.join(parents, on="purchase_control_number", how="left")
-        return joined.with_columns(
-            *(pl.coalesce(f"_purchase_{name}", name).alias(name) for name in inherited),
-            pl.col("purchase_found").fill_null(False),
-        ).drop([f"_purchase_{name}" for name in inherited])
+        # Joined on the key column alone and attached: joining the wide frame would copy every column.
+        found = self.contratos.select("purchase_control_number", *inherited).join(
+            parents, on="purchase_control_number", how="left", maintain_order="left"
+        )
+        return self.contratos.with_columns(
+            found.select(
+                *(pl.coalesce(f"_purchase_{name}", name).alias(name) for name in inherited),
+                pl.col("purchase_found").fill_null(False),
+            )
+        )
 
 
 @dataclass(frozen=True)
