@@ -97,7 +97,11 @@ class Dataset:
     @cached_property
     def direct_awards(self) -> pl.DataFrame:
         """Contratações by dispensa (8) or inexigibilidade (9)."""
-        return self.contratacoes.filter(pl.col("modalidade_id").is_in(DIRECT_AWARD_MODALIDADES))
+        direct = self.contratacoes.select(pl.col("modalidade_id").is_in(DIRECT_AWARD_MODALIDADES)).to_series()
+        # E.g. a feed of direct awards only: the same frame rather than a copy of it.
+        if direct.fill_null(False).all():
+            return self.contratacoes
+        return self.contratacoes.filter(direct)
 
     @cached_property
     def contratos_enriched(self) -> pl.DataFrame:
