@@ -16,7 +16,7 @@ from cidadao.monitor.ingest import ingest_pncp_tail, tail_key
 from cidadao.sources.pncp import Page, PncpClient, Window
 from cidadao.sources.replay import ReplayServer
 from cidadao.store.db import transaction
-from cidadao.store.models import AlertOutboxRow, FindingRow, RecordRow
+from cidadao.store.models import AlertOutboxRow, FindingRow, IngestionRunRow, RecordRow
 from cidadao.store.repositories import get_watermark
 
 DAY = date(2025, 3, 2)
@@ -174,6 +174,11 @@ def test_new_records_become_findings_and_alerts_once(
 
     assert second.ingest["ingested"] == 1
     assert third.ingest["fetched"] == 0
+    with engine.connect() as connection:
+        runs = set(connection.scalars(select(IngestionRunRow.source)).all())
+        sources = set(connection.scalars(select(RecordRow.source)).all())
+    assert runs == {"pncp-tail"}  # told apart from the full pass's runs; the records are PNCP's
+    assert sources == {"pncp"}
     with engine.connect() as connection:
         flagged = set(connection.scalars(select(FindingRow.record)).all())
         outbox = connection.execute(select(AlertOutboxRow.status)).all()

@@ -43,6 +43,8 @@ BATCH_SIZE = 2000
 ENDPOINTS: tuple[str, ...] = ("contratacoes", "contratos")
 # PNCP's clock (Brasília, naive in the API): windows and watermarks use it.
 PNCP_TZ = BRASILIA
+# Ingestion runs of the fast path (its records are stored as source "pncp", like the full pass's).
+TAIL_SOURCE = "pncp-tail"
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -445,7 +447,7 @@ def ingest_pncp_tail(
     with ExitStack() as cleanup:
         if client is None:
             client = cleanup.enter_context(PncpClient(settings))
-        with _running(engine, "pncp", run, stats) as run_id:
+        with _running(engine, TAIL_SOURCE, run, stats) as run_id:
             for endpoint in endpoints:
                 kind = RecordKind.CONTRATO if endpoint == "contratos" else RecordKind.CONTRATACAO
                 modalidades: list[int | None] = (

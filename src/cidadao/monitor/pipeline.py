@@ -24,6 +24,7 @@ from cidadao.logs import get_logger
 from cidadao.monitor.analysis import AnalysisStats, analyse_changed, analyse_global, analyse_party
 from cidadao.monitor.ingest import (
     ENDPOINTS,
+    TAIL_SOURCE,
     IngestFailed,
     IngestStats,
     PageClient,
@@ -104,7 +105,7 @@ def run_tail(
     return _run(
         engine,
         settings,
-        "pncp",
+        TAIL_SOURCE,
         lambda run_id: ingest_pncp_tail(engine, settings, client, endpoints=endpoints, run=run_id, now=now),
         PassResult(),
     )
