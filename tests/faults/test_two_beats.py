@@ -90,8 +90,15 @@ def test_two_beats_give_one_run_per_window_and_the_standby_takes_over(
                 .group_by(JobRunRow.job)
             ).all()
         )
-    # Each window's body ran once: one ingestion run per succeeded window (monitor + contratos).
-    assert monitor_runs == per_job["monitor_contratacoes"] + per_job.get("sync_contratos", 0)
+        starts_of_ingesting_jobs = connection.scalar(
+            select(func.sum(JobRunRow.attempts)).where(
+                JobRunRow.job.in_(("monitor_contratacoes", "sync_contratos")), JobRunRow.status == "succeeded"
+            )
+        )
+    # The duplicate send above ran no body. A window's body runs again only when its worker died inside it
+    # (the SIGTERM of the pool at the end can do that), and every such start is counted in `attempts`.
+    windows_done = per_job["monitor_contratacoes"] + per_job.get("sync_contratos", 0)
+    assert windows_done <= monitor_runs <= starts_of_ingesting_jobs
     for job in ("sync_contratos", "critical_summary", "retention_cleanup", "refresh_sanctions"):
         assert per_job.get(job, 0) >= 1, job  # the new beat sends the current window at once
     survivor = "beat-2" if victim == "beat-1" else "beat-1"
