@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,6 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        from cidadao.alerts.channels import configured_channels
+
+        logging.getLogger(__name__).info("alert channels configured: %s", configured_channels(settings))
         yield
         if isinstance(limiter, RedisLimiter):
             await limiter.close()

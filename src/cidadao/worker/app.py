@@ -6,6 +6,7 @@ pip). Results are not stored: every task records its outcome in the database (jo
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
@@ -110,8 +111,11 @@ def _fresh_pools(**_: Any) -> None:
 
 
 def _start_probe(sender: Any = None, **_: Any) -> None:
+    from cidadao.alerts.channels import configured_channels
     from cidadao.worker.heartbeat import start_watchdog
 
+    # Loud configuration: how many channels of each kind (never their URLs) this worker will deliver to.
+    logging.getLogger(__name__).info("alert channels configured: %s", configured_channels(get_settings()))
     start_watchdog(sender)
 
 

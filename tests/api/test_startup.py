@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+from tests.api.conftest import TestClient, make_settings
+
+from cidadao.api.app import create_app
+
+
+def test_start_up_logs_channel_counts_never_urls(sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    token_url = "https://discord.com/api/webhooks/123/secret-token"
+    settings = make_settings(
+        sqlite_url, alert_webhooks=[token_url, "https://hooks.example.org/in"], alert_webhook_secret="s3cret"
+    )
+    with caplog.at_level(logging.INFO), TestClient(create_app(settings)):
+        pass
+    [line] = [r.getMessage() for r in caplog.records if "alert channels configured" in r.getMessage()]
+    assert "'discord': 1" in line
+    assert "'webhook': 1" in line
+    assert "secret-token" not in caplog.text
