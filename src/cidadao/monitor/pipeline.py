@@ -85,7 +85,7 @@ def run_pass(
             return ingest_pncp(engine, settings, start, end, client, endpoints=endpoints, run=run_id)
         stats = IngestStats()
         for path in files:
-            _add(stats, ingest_file(engine, path, run=run_id))
+            stats.add(ingest_file(engine, path, run=run_id))
         return stats
 
     return _run(engine, settings, "file" if files else "pncp", ingest, result, include_global=include_global)
@@ -146,12 +146,6 @@ def _run(
         "monitor pass finished", **{k: v for k, v in result.as_dict().items() if k != "run_id"}, run_id=run_id
     )
     return result
-
-
-def _add(total: IngestStats, part: IngestStats) -> None:
-    for name, value in part.counts().items():
-        setattr(total, name, getattr(total, name) + value)
-    total.changed += part.changed
 
 
 def load_sanctions(engine: Engine, paths: Sequence[Path]) -> int:
