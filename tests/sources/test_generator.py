@@ -14,6 +14,7 @@ from cidadao.redflags.limits import limit_for
 from cidadao.sources.files import read_records
 from cidadao.sources.generator import PATTERN_RATES, generate, write_jsonl
 from cidadao.sources.pncp_schema import parse_record
+from cidadao.sources.sample import sample_contratacoes, sample_contratos
 
 N = 20_000
 
@@ -179,3 +180,10 @@ def test_edge_sizes() -> None:
     assert len(list(generate(1))) == 1
     with pytest.raises(ValueError, match="negative"):
         list(generate(-1))
+
+
+def test_generated_records_never_reuse_a_real_control_number() -> None:
+    real = {raw["numeroControlePNCP"] for raw in [*sample_contratacoes(), *sample_contratos()]}
+    generated = {raw["numeroControlePNCP"] for raw in generate(20_000, seed=1)}
+    assert len(generated) == 20_000
+    assert not generated & real

@@ -52,6 +52,7 @@ PATTERN_RATES: dict[str, float] = {
     "year_end_rush": 0.0005,
 }
 INVALID_SUPPLIER_ID_RATE = 0.01
+SYNTHETIC_SEQUENCE_START = 900_000
 Progress = Callable[[int, int], None]
 
 # (PNCP amparoLegal code, article, description, modalidade, share among direct awards, value median)
@@ -450,8 +451,10 @@ class _Generator:
         return f"{self.world.day_text[day]}T{times[int(self._random() * len(times))]}"
 
     def _sequence(self, buyer: _Buyer, kind: int, year: int) -> int:
+        # Synthetic sequences start far above real ones so a generated record never replaces a real record
+        # of the same buyer (the buyers are calibrated on the real sample).
         key = (kind, year)
-        buyer.sequences[key] = sequence = buyer.sequences.get(key, 0) + 1
+        buyer.sequences[key] = sequence = buyer.sequences.get(key, SYNTHETIC_SEQUENCE_START - 1) + 1
         return sequence
 
     def _purchase(
