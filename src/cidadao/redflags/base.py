@@ -83,8 +83,10 @@ class Dataset:
         contratos = self.contratos
         if "value" not in contratos.columns:
             contratos = contratos.with_columns(pl.col("value_global").alias("value"))
-        object.__setattr__(self, "contratacoes", with_object_class(contratacoes))
-        object.__setattr__(self, "contratos", with_object_class(contratos))
+        # One chunk per column: columns with different chunk layouts (the file read in chunks, columns added
+        # whole) make polars re-align the whole frame on every eager select or filter of it.
+        object.__setattr__(self, "contratacoes", with_object_class(contratacoes).rechunk())
+        object.__setattr__(self, "contratos", with_object_class(contratos).rechunk())
 
     def derived(self, key: Hashable, compute: Callable[[], pl.DataFrame]) -> pl.DataFrame:
         """A frame derived from this dataset, computed once per `key` and shared by the indicators
