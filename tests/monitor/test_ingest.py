@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import Engine, func, select
 
@@ -227,6 +229,31 @@ def test_shipped_sample_twice_then_one_changed_date_updates_exactly_one_row(engi
             select(RecordRow.control_number, RecordRow.source_updated_at).where(RecordRow.needs_analysis)
         ).all()
     assert flagged == [(target["numeroControlePNCP"], datetime(2025, 1, 20, 10, 0))]
+
+
+def test_file_lines_are_stored_as_written_and_hash_like_the_same_records_from_the_api(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # Text the COPY format must escape, in typed columns and in the raw JSON; lines padded with tabs and CRLF.
+    texts = ["tab\there", "line\nbreak", "carriage\rreturn", "back\\slash \\N", "\\N", 'quote " ✓ çã']
+    raws = [
+        {**raw_contratacao(n + 1), "objetoCompra": text, "extra": {"notes": [text]}}
+        for n, text in enumerate(texts)
+    ]
+    lines = [orjson.dumps(raw).replace(b'":', b'":\t').replace(b'{"', b'{ \t"') + b"\r\n" for raw in raws]
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b"".join(lines))
+
+    first = ingest_file(engine, path)
+    assert (first.ingested, first.quarantined) == (len(texts), 0)
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(RecordRow.object, RecordRow.raw).order_by(RecordRow.sequence)
+        ).all()
+    assert stored == [(text, raw) for text, raw in zip(texts, raws, strict=True)]
+
+    again = ingest_raw(engine, "pncp", raws)
+    assert (again.ingested, again.updated, again.unchanged) == (0, 0, len(texts))
 
 
 def test_real_client_over_recorded_pages_then_a_failing_endpoint_fails_the_run(engine: Engine) -> None:

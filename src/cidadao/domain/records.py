@@ -66,11 +66,12 @@ class Record:
     supplier_type: str | None = None  # contrato.tipoPessoa: PJ, PF, PE
     supplier_id_valid: bool | None = None  # check digits of a CNPJ/CPF; None when not checkable
     warnings: list[str] = field(default_factory=list)  # kept-but-marked problems (e.g. bad check digits)
+    raw_json: bytes | None = None  # `raw` as the source wrote it, when known: stored as is, not re-serialised
 
 
 # Typed columns in the order storage and the analysis frame use them (everything but raw/warnings).
 RECORD_COLUMNS: tuple[str, ...] = tuple(
-    name for name in Record.__dataclass_fields__ if name not in ("raw", "warnings")
+    name for name in Record.__dataclass_fields__ if name not in ("raw", "warnings", "raw_json")
 )
 
 

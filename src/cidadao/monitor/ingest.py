@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 from cidadao.config import Settings
 from cidadao.domain.records import Record, RecordKind, Rejection
 from cidadao.logs import get_logger
-from cidadao.sources.files import read_records
+from cidadao.sources.files import SourcedRecord, read_sourced_records
 from cidadao.sources.pncp import MAX_PAGE_SIZE, Page, PncpClient, Window, split_window
-from cidadao.sources.pncp_schema import BRASILIA, parse_records
+from cidadao.sources.pncp_schema import BRASILIA, parse_record
 from cidadao.store.db import transaction
 from cidadao.store.repositories import (
     add_run_counts,
@@ -116,10 +116,24 @@ def ingest_raw(
     With `run` the counts are added to that ingestion run, which the caller finishes; without it a run is
     opened and closed here. A failure of the source raises IngestFailed after marking the run failed.
     """
+    items = ((raw, None) for raw in raws)
+    return _ingest_sourced(engine, source, items, run, progress, kind=kind, batch_size=batch_size)
+
+
+def _ingest_sourced(
+    engine: Engine,
+    source: str,
+    items: Iterable[SourcedRecord],
+    run: int | None,
+    progress: Progress | None,
+    *,
+    kind: RecordKind | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> IngestStats:
     stats = IngestStats()
     with _running(engine, source, run, stats) as run_id:
         # Reading and validating the next batch overlaps with the database storing this one.
-        for batch in _in_background(_parsed_batches(raws, kind, batch_size)):
+        for batch in _in_background(_parsed_batches(items, kind, batch_size)):
             _store_parsed(engine, source, batch, run_id, stats)
             if progress:
                 progress(stats)
@@ -133,21 +147,22 @@ class _Parsed:
     rejections: list[Rejection]
 
 
-def _parse(raws: Sequence[dict[str, Any] | Rejection], kind: RecordKind | None) -> _Parsed:
+def _parse(items: Sequence[SourcedRecord], kind: RecordKind | None) -> _Parsed:
     records: list[Record] = []
     rejections: list[Rejection] = []
-    for item in parse_records(raws, kind):
+    for raw, text in items:
+        item = raw if isinstance(raw, Rejection) else parse_record(raw, kind, text)
         if isinstance(item, Rejection):
             rejections.append(item)
         else:
             records.append(item)
-    return _Parsed(len(raws), records, rejections)
+    return _Parsed(len(items), records, rejections)
 
 
 def _parsed_batches(
-    raws: Iterable[dict[str, Any] | Rejection], kind: RecordKind | None, batch_size: int
+    items: Iterable[SourcedRecord], kind: RecordKind | None, batch_size: int
 ) -> Iterator[_Parsed]:
-    iterator = iter(raws)
+    iterator = iter(items)
     while batch := list(itertools.islice(iterator, batch_size)):
         yield _parse(batch, kind)
 
@@ -196,7 +211,7 @@ def ingest_file(
     engine: Engine, path: str | Path, run: int | None = None, progress: Progress | None = None
 ) -> IngestStats:
     """Ingest a PNCP export: a response page, a JSON array, JSON Lines or the flattened CSV."""
-    return ingest_raw(engine, "file", read_records(path), run=run, progress=progress)
+    return _ingest_sourced(engine, "file", read_sourced_records(path), run, progress)
 
 
 @contextmanager
@@ -238,7 +253,7 @@ def store_batch(
     after: Callable[[Session], None] | None = None,
 ) -> None:
     """Parse and store one batch in one transaction; `after` adds writes to it (e.g. the watermark)."""
-    _store_parsed(engine, source, _parse(raws, kind), run_id, stats, after)
+    _store_parsed(engine, source, _parse([(raw, None) for raw in raws], kind), run_id, stats, after)
 
 
 def _store_parsed(

@@ -31,20 +31,30 @@ ENVELOPE_COLUMNS = frozenset(
 _BOM = b"\xef\xbb\xbf"
 
 
+# A record (or the Rejection standing for it) and its JSON text as in the file when the reader has it.
+SourcedRecord = tuple[dict[str, Any] | Rejection, bytes | None]
+
+
 def read_records(
     path: str | Path, file_format: FileFormat | None = None
 ) -> Iterator[dict[str, Any] | Rejection]:
     """Records of a file, one at a time; unreadable pieces come out as Rejections, never as exceptions."""
+    for item, _text in read_sourced_records(path, file_format):
+        yield item
+
+
+def read_sourced_records(path: str | Path, file_format: FileFormat | None = None) -> Iterator[SourcedRecord]:
+    """`read_records` with each record's JSON text when a JSON Lines line holds exactly that record (else
+    None): ingestion stores that text as the raw JSON instead of serialising the parsed record again."""
     path = Path(path)
     with path.open("rb") as stream:
         detected = file_format or detect_format(stream, path.suffix.lower())
         stream.seek(0)
-        if detected == "csv":
-            yield from _read_csv(stream)
-        elif detected == "jsonl":
+        if detected == "jsonl":
             yield from _read_json_lines(stream)
-        else:
-            yield from _read_json(stream)
+            return
+        for item in _read_csv(stream) if detected == "csv" else _read_json(stream):
+            yield item, None
 
 
 def detect_format(stream: IO[bytes], suffix: str = "") -> FileFormat:
@@ -84,7 +94,7 @@ def _as_record(value: Any, where: str) -> dict[str, Any] | Rejection:
     return Rejection(f"{where}: not a JSON object but {type(value).__name__}", value)
 
 
-def _read_json_lines(stream: IO[bytes]) -> Iterator[dict[str, Any] | Rejection]:
+def _read_json_lines(stream: IO[bytes]) -> Iterator[SourcedRecord]:
     for number, line in enumerate(stream, start=1):
         if number == 1:
             line = line.removeprefix(_BOM)
@@ -94,10 +104,14 @@ def _read_json_lines(stream: IO[bytes]) -> Iterator[dict[str, Any] | Rejection]:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as error:
             text = line.decode("utf-8", "replace").rstrip("\r\n")
-            yield Rejection(f"line {number}: invalid JSON ({error})", text)
+            yield Rejection(f"line {number}: invalid JSON ({error})", text), None
             continue
-        for item in _page_or_record(value):
-            yield _as_record(item, f"line {number}")
+        items = _page_or_record(value)
+        if len(items) == 1 and items[0] is value and isinstance(value, dict):
+            yield value, line.strip()
+            continue
+        for item in items:
+            yield _as_record(item, f"line {number}"), None
 
 
 class MalformedJSONError(ValueError):

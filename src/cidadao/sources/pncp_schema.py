@@ -189,8 +189,11 @@ def _control_number(raw: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def parse_record(raw: Any, kind: RecordKind | None = None) -> Record | Rejection:
-    """Validate one PNCP record and fill every typed column; `kind` is detected from the fields when None."""
+def parse_record(raw: Any, kind: RecordKind | None = None, text: bytes | None = None) -> Record | Rejection:
+    """Validate one PNCP record and fill every typed column; `kind` is detected from the fields when None.
+
+    `text`, the record as read from the source (`files.read_sourced_records`), is kept as `raw_json`.
+    """
     if not isinstance(raw, dict):
         return Rejection(f"not a JSON object but {type(raw).__name__}", raw)
     control = _control_number(raw)
@@ -215,7 +218,7 @@ def parse_record(raw: Any, kind: RecordKind | None = None) -> Record | Rejection
         return Rejection(_describe(error), raw, control)
     except _FieldError as error:
         return Rejection(str(error), raw, control)
-    return Record(kind=kind, raw=raw, content_hash=digest, warnings=warnings, **columns)
+    return Record(kind=kind, raw=raw, content_hash=digest, warnings=warnings, raw_json=text, **columns)
 
 
 def parse_records(raws: Iterable[Any], kind: RecordKind | None = None) -> Iterator[Record | Rejection]:
