@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import random
@@ -108,7 +109,13 @@ def load(dsn: str, findings: int, seed: int = 7) -> None:
                         created,
                     )
                 )
-        cursor.execute("ANALYZE")
+    # As a table in service would be: vacuumed (visibility map, hint bits) and checkpointed, so the
+    # measurement does not include autovacuum and the checkpoint that follow a bulk load.
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute("VACUUM (ANALYZE) findings")
+        connection.execute("VACUUM (ANALYZE) records")
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):  # needs a superuser
+            connection.execute("CHECKPOINT")
     print(f"loaded {findings:,} findings and {records:,} records in {time.perf_counter() - started:.1f} s")
 
 

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     api_list_cache_seconds: float = Field(
         default=1.0, ge=0, description="reuse identical /v1/findings list answers this long; 0: off"
     )
+    api_opentelemetry: bool = Field(
+        default=False, description="FastAPI's OpenTelemetry bridge, for deployments with an OTel SDK"
+    )
 
     # Alerts
     alert_webhooks: CommaList = Field(default_factory=list, description="Discord or generic webhook URLs")

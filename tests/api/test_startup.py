@@ -19,3 +19,10 @@ def test_start_up_logs_channel_counts_never_urls(sqlite_url: str, caplog: pytest
     assert "'discord': 1" in line
     assert "'webhook': 1" in line
     assert "secret-token" not in caplog.text
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_opentelemetry_bridge_follows_its_setting(sqlite_url: str, enabled: bool) -> None:
+    app = create_app(make_settings(sqlite_url, api_opentelemetry=enabled))
+    config = app._telemetry  # FastAPI's own switches for its OpenTelemetry bridge
+    assert (config["tracing"], config["metrics"], config["logs"]) == (enabled, enabled, enabled)

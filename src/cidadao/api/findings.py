@@ -40,7 +40,7 @@ from cidadao.api.deps import EngineDep, ReadEngineDep, Reader, Writer
 from cidadao.api.errors import ApiError, bad_param, parse_day
 from cidadao.api.query import parse_query, query_parameters
 from cidadao.api.records import (
-    AROUND,
+    AROUND_FINDING,
     SUMMARY_FIELDS,
     RecordSummary,
     records_around,
@@ -444,24 +444,23 @@ def _detail_pg(engine: Engine, finding_id: int) -> dict[str, Any]:
 
 
 async def _detail_pg_async(engine: Engine, finding_id: int) -> dict[str, Any]:
-    """`_detail_pg` on psycopg's async connection, in the event loop."""
+    """`_detail_pg` on psycopg's async connection, its three queries pipelined in one round trip."""
+    statements = [pgfast.compiled(statement, engine) for statement in (_DETAIL, _EVENTS, AROUND_FINDING)]
     async with pgfast.acursor(engine) as cur:
-        await cur.execute(pgfast.compiled(_DETAIL, engine)[0], {"id": finding_id})
-        row = await cur.fetchone()
-        if row is None:
-            raise ApiError(404, f"finding {finding_id} not found", param="id", location="path")
-        item = _item(row[: len(_FIELDS)])
-        item["evidence"], item["run_id"] = row[len(_FIELDS)], row[len(_FIELDS) + 1]
-        await cur.execute(pgfast.compiled(_EVENTS, engine)[0], {"id": finding_id})
-        item["events"] = [
-            {**dict(zip(_EVENT_FIELDS, event, strict=True)), "created_at": utc(event[-1])}
-            for event in await cur.fetchall()
-        ]
-        sql, defaults = pgfast.compiled(AROUND, engine)
-        await cur.execute(sql, {**defaults, "record": item["record"]})
-        item["records"] = [
-            summary_of(dict(zip(SUMMARY_FIELDS, r, strict=True))) for r in await cur.fetchall()
-        ]
+        connection = cur.connection
+        async with connection.pipeline():
+            cursors = [connection.cursor() for _ in statements]
+            for each, (sql, defaults) in zip(cursors, statements, strict=True):
+                await each.execute(sql, {**defaults, "id": finding_id})
+        row, events, records = [await each.fetchall() for each in cursors]
+    if not row:
+        raise ApiError(404, f"finding {finding_id} not found", param="id", location="path")
+    item = _item(row[0][: len(_FIELDS)])
+    item["evidence"], item["run_id"] = row[0][len(_FIELDS)], row[0][len(_FIELDS) + 1]
+    item["events"] = [
+        {**dict(zip(_EVENT_FIELDS, event, strict=True)), "created_at": utc(event[-1])} for event in events
+    ]
+    item["records"] = [summary_of(dict(zip(SUMMARY_FIELDS, r, strict=True))) for r in records]
     return item
 
 

