@@ -118,6 +118,17 @@ def test_a_bad_line_falls_back_to_the_tolerant_reader(runner: CliRunner, tmp_pat
     assert len(_lines(out)) == 4
 
 
+def test_objects_of_neither_kind_are_counted(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes((GOLDEN / "over_limit.input.jsonl").read_bytes() + b'{"foo": 1}\n')
+    out = tmp_path / "f.jsonl"
+    result = runner.invoke(app, ["analyse", str(path), "--rules", "over_limit", "--out", str(out)])
+
+    assert result.exit_code == 0, result.output
+    assert "1 unrecognised objects" in result.output
+    assert len(_lines(out)) == 4
+
+
 def test_rules_lists_every_indicator(runner: CliRunner) -> None:
     result = runner.invoke(app, ["rules"])
 

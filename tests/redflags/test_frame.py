@@ -18,6 +18,7 @@ from cidadao.redflags.frame import (
     dataset_from_table,
     frame_from_ndjson,
     frame_from_raw,
+    split_ndjson,
 )
 from cidadao.redflags.objects import classify
 from cidadao.redflags.text import (
@@ -116,6 +117,18 @@ def test_dataset_from_ndjson_equals_splitting_the_whole_table(tmp_path: Path) ->
         assert split.contratacoes.height + split.contratos.height == 300
     (tmp_path / "empty.jsonl").write_bytes(b"")
     assert dataset_from_ndjson(tmp_path / "empty.jsonl").contratacoes.height == 0
+
+
+def test_split_ndjson_counts_objects_of_neither_kind(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    write_jsonl(path, 40, 3)
+    with path.open("ab") as stream:
+        stream.write(b'{"foo": 1}\n{"numeroControlePNCP": null}\n')
+
+    split = split_ndjson(path, chunk_bytes=2048)
+
+    assert split.contratacoes.height + split.contratos.height == 40
+    assert split.unrecognised == 2
 
 
 def test_dataset_derived_columns() -> None:

@@ -20,7 +20,13 @@ from cidadao.cli.app import app, console, err_console, settings
 from cidadao.domain.records import Rejection, Severity
 from cidadao.redflags.base import REGISTRY
 from cidadao.redflags.engine import EngineResult, RulesConfig, RulesConfigError, run_rules
-from cidadao.redflags.frame import dataset_from_table, frame_from_ndjson, frame_from_raw
+from cidadao.redflags.frame import (
+    KindFrames,
+    dataset_from_frames,
+    frame_from_raw,
+    split_kinds,
+    split_ndjson,
+)
 from cidadao.sources.files import detect_format, read_records
 from cidadao.sources.sanctions import SanctionsFormatError, read_sanctions_counted
 
@@ -46,28 +52,26 @@ def _is_jsonl_of_records(path: Path) -> bool:
     return isinstance(first, dict) and "data" not in first
 
 
-def read_input(path: Path, stats: InputStats) -> pl.DataFrame:
-    """Typed records of one input file (both kinds, `kind` column); unusable pieces are counted in `stats`."""
-    frame: pl.DataFrame | None = None
+def read_input(path: Path, stats: InputStats) -> KindFrames:
+    """Typed records of one input file by kind; unusable pieces are counted in `stats`."""
+    split: KindFrames | None = None
     if _is_jsonl_of_records(path):
         try:
-            frame = frame_from_ndjson(path)
+            split = split_ndjson(path)
         except pl.exceptions.PolarsError:
-            frame = None  # a malformed line somewhere: the tolerant reader reports it precisely
-    if frame is None:
+            split = None  # a malformed line somewhere: the tolerant reader reports it precisely
+    if split is None:
         raws = []
         for item in read_records(path):
             if isinstance(item, Rejection):
                 stats.rejected.append(f"{path.name}: {item.reason}")
             else:
                 raws.append(item)
-        frame = frame_from_raw(raws)
-    kinds = frame["kind"].value_counts()
-    counts = dict(zip(kinds["kind"].to_list(), kinds["count"].to_list(), strict=True))
-    stats.contratacoes += counts.get("contratacao", 0)
-    stats.contratos += counts.get("contrato", 0)
-    stats.unrecognised += counts.get(None, 0)
-    return frame.filter(pl.col("kind").is_not_null())
+        split = split_kinds([frame_from_raw(raws)])
+    stats.contratacoes += split.contratacoes.height
+    stats.contratos += split.contratos.height
+    stats.unrecognised += split.unrecognised
+    return split
 
 
 def _fail(message: str) -> typer.Exit:
@@ -112,7 +116,7 @@ def analyse(
         raise _fail(str(error)) from None
 
     stats = InputStats()
-    frames = []
+    frames: list[KindFrames] = []
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task("reading", total=len(inputs) + len(sanctions))
@@ -140,8 +144,9 @@ def analyse(
             reasons = "; ".join(stats.rejected[:3]) or "no PNCP contratação or contrato found"
             raise _fail(f"no usable record in the input: {reasons}")
         progress.update(task, description="running indicators")
-        data = dataset_from_table(
-            pl.concat(frames, how="vertical_relaxed"),
+        data = dataset_from_frames(
+            pl.concat([split.contratacoes for split in frames], how="vertical_relaxed"),
+            pl.concat([split.contratos for split in frames], how="vertical_relaxed"),
             pl.concat(sanction_frames) if sanction_frames else None,
         )
         try:
