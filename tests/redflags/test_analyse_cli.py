@@ -107,25 +107,23 @@ def test_missing_file_exits_non_zero(runner: CliRunner, tmp_path: Path) -> None:
     assert "cannot read" in result.output
 
 
-def test_a_bad_line_falls_back_to_the_tolerant_reader(runner: CliRunner, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("extra", "reported"),
+    [
+        (b"{broken\n", "1 unreadable pieces"),  # not JSON: the tolerant reader takes over
+        (b'{"foo": 1}\n', "1 unrecognised objects"),  # JSON of neither kind
+    ],
+)
+def test_unusable_lines_are_counted_and_the_rest_analysed(
+    runner: CliRunner, tmp_path: Path, extra: bytes, reported: str
+) -> None:
     path = tmp_path / "mixed.jsonl"
-    path.write_bytes((GOLDEN / "over_limit.input.jsonl").read_bytes() + b"{broken\n")
+    path.write_bytes((GOLDEN / "over_limit.input.jsonl").read_bytes() + extra)
     out = tmp_path / "f.jsonl"
     result = runner.invoke(app, ["analyse", str(path), "--rules", "over_limit", "--out", str(out)])
 
     assert result.exit_code == 0, result.output
-    assert "1 unreadable pieces" in result.output
-    assert len(_lines(out)) == 4
-
-
-def test_objects_of_neither_kind_are_counted(runner: CliRunner, tmp_path: Path) -> None:
-    path = tmp_path / "mixed.jsonl"
-    path.write_bytes((GOLDEN / "over_limit.input.jsonl").read_bytes() + b'{"foo": 1}\n')
-    out = tmp_path / "f.jsonl"
-    result = runner.invoke(app, ["analyse", str(path), "--rules", "over_limit", "--out", str(out)])
-
-    assert result.exit_code == 0, result.output
-    assert "1 unrecognised objects" in result.output
+    assert reported in result.output
     assert len(_lines(out)) == 4
 
 
