@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 import polars as pl
 
 from cidadao.domain.records import MODALIDADE_DISPENSA
-from cidadao.redflags.objects import normalise_text, with_distinct
+from cidadao.redflags.objects import normalise_text
 
 if TYPE_CHECKING:
     from cidadao.redflags.base import Dataset
@@ -81,21 +81,31 @@ def limits_frame() -> pl.DataFrame:
     )
 
 
-def inciso_expr() -> pl.Expr:
-    """Inciso of art. 75 ("I", "II", "VIII", ...) from amparo_name, else from amparo_code; null if neither."""
-    from_name = (
-        pl.col("amparo_name")
-        .str.extract(r"(?i)art(?:igo)?\.?\s*75\s*,?\s*(?:inciso\s*)?([ivxl]+)\b", 1)
-        .str.to_uppercase()
-    )
-    from_code = pl.col("amparo_code").replace_strict(AMPARO_CODES, default=None, return_dtype=pl.String)
-    # A name that cites another article (art. 74) is authoritative: it is not art. 75.
-    return pl.when(pl.col("amparo_name").is_not_null()).then(from_name).otherwise(from_code)
+INCISO_PATTERN = r"(?i)art(?:igo)?\.?\s*75\s*,?\s*(?:inciso\s*)?([ivxl]+)\b"
+
+
+def _inciso_of_name(name: pl.Expr) -> pl.Expr:
+    return name.str.extract(INCISO_PATTERN, 1).str.to_uppercase()
+
+
+def _inciso_of_code() -> pl.Expr:
+    return pl.col("amparo_code").replace_strict(AMPARO_CODES, default=None, return_dtype=pl.String)
 
 
 def with_inciso(frame: pl.DataFrame) -> pl.DataFrame:
-    """`frame` plus an `inciso` column (see inciso_expr), computed once per distinct amparo."""
-    return with_distinct(frame, ["amparo_name", "amparo_code"], inciso_expr(), "inciso")
+    """`frame` plus the `inciso` of art. 75 ("I", "II", "VIII", ...) of each row: from amparo_name, else from
+    amparo_code; null if neither. A name that cites another article (art. 74) is authoritative: not art. 75.
+
+    The regex runs once per distinct name; names map to their inciso by one hash lookup per row (a join back
+    to the distinct names costs twice as much).
+    """
+    names = frame.select(pl.col("amparo_name").unique().drop_nulls())
+    incisos = names.select(_inciso_of_name(pl.col("amparo_name"))).to_series()
+    name = pl.col("amparo_name")
+    by_name = name.replace_strict(names.to_series(), incisos, default=None, return_dtype=pl.String)
+    return frame.with_columns(
+        pl.when(name.is_not_null()).then(by_name).otherwise(_inciso_of_code()).alias("inciso")
+    )
 
 
 def doubled_expr(doubled_cnpjs: list[str]) -> pl.Expr:
@@ -125,6 +135,22 @@ def reference_year() -> pl.Expr:
     return pl.coalesce(pl.col("published_at").dt.year().cast(pl.Int64), pl.col("year"))
 
 
+def _by_year(values: dict[int, float] | dict[int, str], dtype: pl.DataType) -> pl.Expr:
+    return pl.col("limit_year").replace_strict(values, default=None, return_dtype=dtype)
+
+
+def _limit_and_act() -> tuple[pl.Expr, pl.Expr]:
+    """Limit (before doubling) and act of each row's limit_year and inciso (I or II), null for a year missing
+    from the table: lookups by year, cheaper than a join on the two columns."""
+    rows = limits_table()
+    limit = (
+        pl.when(pl.col("inciso") == "I")
+        .then(_by_year({row.year: row.inciso_i for row in rows}, pl.Float64()))
+        .otherwise(_by_year({row.year: row.inciso_ii for row in rows}, pl.Float64()))
+    )
+    return limit, _by_year({row.year: row.act for row in rows}, pl.String())
+
+
 def with_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.DataFrame:
     """Dispensas by value (modalidade 8, art. 75 I or II) with inciso, limit_year, doubled, limit and act.
 
@@ -132,30 +158,28 @@ def with_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.Data
     annulled dispensas (PNCP situacaoCompraId 2 and 3) spent nothing and are left out.
     """
     live = pl.col("situation_id").is_null() | ~pl.col("situation_id").is_in(CANCELLED_SITUATIONS)
-    # The text work, years and the join run on the few key columns; the wide frame is filtered once (with a
-    # mask: polars filters many columns several times faster than it gathers rows by index).
+    dispensa = contratacoes.select(
+        ((pl.col("modalidade_id") == MODALIDADE_DISPENSA) & live).fill_null(False)
+    ).to_series()
+    # The text work, years and limits run on the few key columns of the dispensas; the wide frame is filtered
+    # once (with a mask: polars filters many columns several times faster than it gathers rows by index).
     keys = with_inciso(
         contratacoes.select(
-            "amparo_name",
-            "amparo_code",
-            "buyer_name",
-            "buyer_cnpj",
-            reference_year().alias("limit_year"),
-            ((pl.col("modalidade_id") == MODALIDADE_DISPENSA) & live).fill_null(False).alias("_dispensa"),
-        )
+            "amparo_name", "amparo_code", "buyer_name", "buyer_cnpj", reference_year().alias("limit_year")
+        ).filter(dispensa)
     )
-    keep = (keys["_dispensa"] & keys["inciso"].is_in(["I", "II"])).fill_null(False)
-    keys = keys.filter(keep)
-    keys = keys.with_columns(doubled_lookup(keys, doubled_cnpjs).alias("doubled"))
-    joined = keys.join(
-        limits_frame().rename({"year": "limit_year"}),
-        on=["limit_year", "inciso"],
-        how="left",
-        maintain_order="left",
+    by_value = keys["inciso"].is_in(["I", "II"]).fill_null(False)
+    keys = keys.filter(by_value)
+    keep = dispensa.scatter(dispensa.arg_true().filter(~by_value), False)
+    limit, act = _limit_and_act()
+    doubled = pl.col("doubled")
+    added = keys.with_columns(doubled_lookup(keys, doubled_cnpjs).alias("doubled")).select(
+        "inciso",
+        "doubled",
+        "limit_year",
+        pl.when(doubled).then(limit * 2).otherwise(limit).round(2).alias("limit"),
+        act.alias("act"),
     )
-    limit = pl.col("limit")
-    doubled = pl.when(pl.col("doubled")).then(limit * 2).otherwise(limit)
-    added = joined.select("inciso", "doubled", "limit_year", doubled.round(2).alias("limit"), "act")
     return contratacoes.filter(keep).with_columns(added)
 
 
