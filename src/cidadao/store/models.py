@@ -68,7 +68,7 @@ class RecordRow(Base):
     power: Mapped[str | None] = mapped_column(String(1))
     unit_code: Mapped[str | None] = mapped_column(String(32))
     unit_name: Mapped[str | None] = mapped_column(Text)
-    uf: Mapped[str | None] = mapped_column(String(2), index=True)
+    uf: Mapped[str | None] = mapped_column(String(2))
     municipality: Mapped[str | None] = mapped_column(Text)
     ibge_code: Mapped[str | None] = mapped_column(String(7))
     year: Mapped[int | None] = mapped_column(Integer)
@@ -83,7 +83,7 @@ class RecordRow(Base):
     value_homologated: Mapped[Decimal | None] = mapped_column(Money)
     value_initial: Mapped[Decimal | None] = mapped_column(Money)
     value_global: Mapped[Decimal | None] = mapped_column(Money)
-    published_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime)
     source_updated_at: Mapped[datetime | None] = mapped_column(DateTime)
     proposal_open_at: Mapped[datetime | None] = mapped_column(DateTime)
     proposal_close_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -102,6 +102,9 @@ class RecordRow(Base):
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     last_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
+    # Each index costs every ingested row, so only columns that queries filter on have one: control number
+    # (upsert, API), purchase control number (related records), supplier and buyer-year (entity pages, peer
+    # groups), needs_analysis (the monitor). Nothing filters records by uf or published_at.
     __table_args__ = (
         Index("ix_records_buyer_year", "buyer_cnpj", "year"),
         Index("ix_records_needs_analysis", "needs_analysis"),

@@ -186,12 +186,10 @@ def upgrade() -> None:
     with op.batch_alter_table("records", schema=None) as batch_op:
         batch_op.create_index("ix_records_buyer_year", ["buyer_cnpj", "year"], unique=False)
         batch_op.create_index("ix_records_needs_analysis", ["needs_analysis"], unique=False)
-        batch_op.create_index(batch_op.f("ix_records_published_at"), ["published_at"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_records_purchase_control_number"), ["purchase_control_number"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_records_supplier_id"), ["supplier_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_records_uf"), ["uf"], unique=False)
 
     op.create_table(
         "sanctions",
@@ -393,10 +391,8 @@ def downgrade() -> None:
 
     op.drop_table("sanctions")
     with op.batch_alter_table("records", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_records_uf"))
         batch_op.drop_index(batch_op.f("ix_records_supplier_id"))
         batch_op.drop_index(batch_op.f("ix_records_purchase_control_number"))
-        batch_op.drop_index(batch_op.f("ix_records_published_at"))
         batch_op.drop_index("ix_records_needs_analysis")
         batch_op.drop_index("ix_records_buyer_year")
 
