@@ -52,13 +52,13 @@ class SplitPurchase(Indicator):
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
         population = dispensas_by_value(data, params["doubled_cnpjs"])
-        usable = population.filter(
+        # Only the columns the groups need: filtering the wide frame would copy all of them.
+        usable = population.select(*MEMBER_COLUMNS, "object_class").filter(
             pl.all_horizontal(
                 pl.col(name).is_not_null() for name in ("value", "limit", "buyer_cnpj", "unit_code")
             )
         )
-        # Only the columns the groups need: filtering the wide frame would copy all of them.
-        under = usable.select(*MEMBER_COLUMNS, "object_class").filter(pl.col("value") < pl.col("limit"))
+        under = usable.filter(pl.col("value") < pl.col("limit"))
         parts = self._members(data, under, params)
         if not parts:
             raise ValueError("split_purchase needs by_supplier or by_object_class enabled")
@@ -92,29 +92,48 @@ class SplitPurchase(Indicator):
 
     @staticmethod
     def _members(data: Dataset, under: pl.DataFrame, params: Mapping[str, Any]) -> list[pl.DataFrame]:
-        """One row per (dispensa, nature of grouping): supplier (from its contratos) and object class."""
-        columns = MEMBER_COLUMNS
+        """One row per (dispensa, nature of grouping): supplier (from its contratos) and object class.
+
+        When a group needs two or more records, only rows that may share their group are kept: most (unit,
+        nature, key) combinations hold a single dispensa, and a row whose combination hashes to a value no
+        other row has is alone in its group. The hash only preselects (equal keys hash alike); the grouping
+        compares the key columns themselves, on a fraction of the rows.
+        """
+        singles = params["min_records"] < 2
+
+        def may_share(key: pl.Expr) -> pl.Expr:
+            return pl.lit(True) if singles else pl.struct("unit_hash", key).hash().is_duplicated()
+
+        keys = under.select(
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
+            "control_number",
+            pl.struct(UNIT).hash().alias("unit_hash"),
+            "object_class",
+        )
+        columns = under.select(MEMBER_COLUMNS)
         parts = []
         if params["by_supplier"]:
             suppliers = data.contratos.select(
                 pl.col("purchase_control_number").alias("control_number"),
                 pl.col("supplier_id").alias("key"),
             ).drop_nulls()
-            # Joined first and made unique after: the dispensas under the limit are few of all contratos.
-            parts.append(
-                under.select(columns)
-                .join(suppliers, on="control_number", how="inner")
+            # Joined on the key columns and made unique after: the dispensas under the limit are few of all
+            # contratos, and a pair repeated by several contratos shares its hash, so it is still there.
+            rows = (
+                keys.join(suppliers, on="control_number", how="inner")
+                .filter(may_share(pl.col("key")))
                 .unique(["control_number", "key"])
-                .select(*columns, pl.lit("supplier").alias("nature"), "key")
             )
+            parts.append(columns[rows["row"]].with_columns(pl.lit("supplier").alias("nature"), rows["key"]))
         if params["by_object_class"]:
-            classes = under.filter(
+            rows = keys.filter(
                 pl.col("object_class").is_not_null()
                 & ~pl.col("object_class").is_in(list(params["ignored_classes"]))
+                & may_share(pl.col("object_class"))
             )
             parts.append(
-                classes.select(
-                    *columns, pl.lit("object_class").alias("nature"), pl.col("object_class").alias("key")
+                columns[rows["row"]].with_columns(
+                    pl.lit("object_class").alias("nature"), rows["object_class"].alias("key")
                 )
             )
         return parts
