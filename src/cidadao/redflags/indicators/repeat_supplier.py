@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Mapping
 from datetime import date
+from functools import cache
 from typing import Any, ClassVar
 
 import polars as pl
@@ -15,12 +15,6 @@ from cidadao.redflags.text import cents_expr, day, document, link_expr, money
 
 GROUP = ["buyer_cnpj", "supplier_id"]
 MODALIDADE_LABEL = {8: "dispensa", 9: "inexigibilidade"}
-
-
-def _months_before(value: date, months: int) -> date:
-    """The same day `months` earlier, or the last day of that month when it is shorter."""
-    year, month = divmod(value.year * 12 + value.month - 1 - months, 12)
-    return date(year, month + 1, min(value.day, calendar.monthrange(year, month + 1)[1]))
 
 
 @register
@@ -59,9 +53,12 @@ class RepeatSupplier(Indicator):
             pl.coalesce("signed_at", pl.col("published_at").dt.date()).alias("award_date")
         )
         usable = dated.drop_nulls([*GROUP, "award_date"])
+        # A pair with fewer contratos than `minimum` cannot have `minimum` awards: most pairs, dropped before
+        # the sort and the grouping by contratação.
+        candidates = usable.filter(pl.len().over(GROUP) >= minimum)
         # One award per contratação (several contratos or empenhos of one purchase count once).
         awards = (
-            usable.sort("award_date", "control_number")
+            candidates.sort("award_date", "control_number")
             .group_by([*GROUP, "purchase_control_number"], maintain_order=True)
             .agg(
                 pl.col("award_date").first(),
@@ -102,6 +99,8 @@ class RepeatSupplier(Indicator):
             "buyer_cnpj",
             "supplier_id",
             "award_date",
+            # The same day `months` earlier (the month's last day when it is shorter): a window's start.
+            pl.col("award_date").dt.offset_by(f"{-months}mo").alias("earliest"),
             "purchase_control_number",
             "value",
             "supplier_name",
@@ -124,6 +123,7 @@ class RepeatSupplier(Indicator):
         buyers = columns["buyer_cnpj"].to_list()
         suppliers = columns["supplier_id"].to_list()
         dates: list[date] = columns["award_date"].to_list()
+        earliests: list[date] = columns["earliest"].to_list()
         records: list[str] = columns["purchase_control_number"].to_list()
         # Largest window per contratação, as (start, end, own row) positions; `awards` is sorted by buyer,
         # supplier and date, so each pair's awards are consecutive rows (a contratação with contratos of
@@ -138,7 +138,7 @@ class RepeatSupplier(Indicator):
                 continue
             start = pair_start
             for end in range(pair_start, pair_end):
-                earliest = _months_before(dates[end], months)
+                earliest = earliests[end]
                 while dates[start] < earliest:
                     start += 1
                 if end - start + 1 >= minimum:
@@ -153,7 +153,8 @@ class RepeatSupplier(Indicator):
         names = columns["supplier_name"].to_list()
         members: list[dict[str, Any]] = columns["member"].to_list()
         links = columns["link"].to_list()
-        shared: dict[tuple[int, int], tuple[str, list[dict[str, Any]]]] = {}
+        shared: dict[tuple[int, int], tuple[str, list[dict[str, Any]], int, float]] = {}
+        day_of = cache(day)  # few distinct dates: each formatted once
         findings = []
         for record in sorted(windows):
             start, end, position = windows[record]
@@ -163,11 +164,12 @@ class RepeatSupplier(Indicator):
                 total = sum(value or 0.0 for value in values[start : end + 1])
                 message = (
                     f"Fornecedor {document(suppliers[start])} recebeu {count} contratações diretas do mesmo "
-                    f"órgão entre {day(dates[start])} e {day(dates[end])}, em até {months} meses, somando "
-                    f"{money(total)}."
+                    f"órgão entre {day_of(dates[start])} e {day_of(dates[end])}, em até {months} meses, "
+                    f"somando {money(total)}."
                 )
-                window = shared[(start, end)] = (message, members[start : end + 1])
-            count = end - start + 1
+                score = round(min(0.8, 0.4 + 0.1 * (count - 3)), 3)
+                window = shared[(start, end)] = (message, members[start : end + 1], count, score)
+            message, window_members, count, score = window
             buyer, supplier = buyers[position], suppliers[position]
             findings.append(
                 Finding(
@@ -175,8 +177,8 @@ class RepeatSupplier(Indicator):
                     rule_version=self.version,
                     record=record,
                     severity=Severity.MEDIUM,
-                    score=round(min(0.8, 0.4 + 0.1 * (count - 3)), 3),
-                    message=window[0],
+                    score=score,
+                    message=message,
                     evidence={
                         "supplier_id": supplier,
                         "supplier_name": names[position],
@@ -184,7 +186,7 @@ class RepeatSupplier(Indicator):
                         "awards": count,
                         "window_months": months,
                         "peer_group": {"buyer_cnpj": buyer, "supplier_id": supplier},
-                        "records": window[1],
+                        "records": window_members,
                         "link": links[position],
                     },
                     legal_basis=None,
