@@ -117,6 +117,13 @@ def test_duplicates_inside_one_batch_keep_the_last_version(engine: Engine) -> No
         assert connection.scalar(select(RecordRow.content_hash)) == later.content_hash
 
 
+def party_stamps(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        buyers = connection.execute(select(BuyerRow.cnpj, BuyerRow.updated_at)).all()
+        suppliers = connection.execute(select(SupplierRow.supplier_id, SupplierRow.updated_at)).all()
+    return [*buyers, *suppliers]
+
+
 def test_typed_columns_and_parties_are_stored(engine: Engine) -> None:
     contrato = make_record(
         9,
@@ -130,9 +137,11 @@ def test_typed_columns_and_parties_are_stored(engine: Engine) -> None:
     )
     with transaction(engine) as session:
         upsert_records(session, [make_record(8), contrato], "file")
+    parties_written = party_stamps(engine)
     with transaction(engine) as session:
-        # A later record without a buyer name must not blank the known one.
+        # A later record without a buyer name must not blank the known one, nor rewrite it at all.
         upsert_records(session, [make_record(10, buyer_name=None)], "file")
+    assert party_stamps(engine) == parties_written
     with engine.connect() as connection:
         row = connection.execute(select(RecordRow).where(RecordRow.kind == "contrato")).one()
         buyers = connection.execute(select(BuyerRow.cnpj, BuyerRow.name)).all()

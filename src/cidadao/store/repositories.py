@@ -255,58 +255,87 @@ def _dialect_insert(session: Session, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
+# Per party table: its key column, the Record field holding the key, and its other columns' Record fields.
+_PARTIES: tuple[tuple[Any, str, str, dict[str, str]], ...] = (
+    (
+        BuyerRow,
+        "cnpj",
+        "buyer_cnpj",
+        {"name": "buyer_name", "sphere": "sphere", "power": "power", "uf": "uf"},
+    ),
+    (
+        SupplierRow,
+        "supplier_id",
+        "supplier_id",
+        {"name": "supplier_name", "supplier_type": "supplier_type", "id_valid": "supplier_id_valid"},
+    ),
+)
+
+
 def upsert_parties(session: Session, records: Iterable[Record]) -> None:
-    """Buyers (every record) and suppliers (contratos) as last seen; known names are never blanked."""
-    buyers: dict[str, dict[str, Any]] = {}
-    suppliers: dict[str, dict[str, Any]] = {}
-    for record in records:
-        if record.buyer_cnpj:
-            buyers[record.buyer_cnpj] = {
-                "cnpj": record.buyer_cnpj,
-                "name": record.buyer_name,
-                "sphere": record.sphere,
-                "power": record.power,
-                "uf": record.uf,
-            }
-        if record.supplier_id:
-            suppliers[record.supplier_id] = {
-                "supplier_id": record.supplier_id,
-                "name": record.supplier_name,
-                "supplier_type": record.supplier_type,
-                "id_valid": record.supplier_id_valid,
-            }
-    for table, rows, key in ((BuyerRow, buyers, "cnpj"), (SupplierRow, suppliers, "supplier_id")):
-        if not rows:
-            continue
-        columns = table.__table__.c
-        names = [name for name in next(iter(rows.values())) if name != key]
-        # The same buyers and suppliers come back batch after batch: write only what is new or different.
-        query = select(*(columns[name] for name in (key, *names))).where(
-            _key_in(session, columns[key], list(rows))
+    """Buyers (every record) and suppliers (contratos) as last seen; known names are never blanked.
+
+    The same buyers and suppliers come back batch after batch: only new ones and known ones with a
+    different non-null value are written.
+    """
+    records = list(records)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for table, key, key_field, fields in _PARTIES:
+        key_of, values_of = attrgetter(key_field), attrgetter(*fields.values())
+        latest = {number: record for record in records if (number := key_of(record))}
+        if latest:
+            incoming = {number: values_of(record) for number, record in latest.items()}
+            (_upsert_parties_postgresql if postgres else _upsert_parties_generic)(
+                session, table.__table__, key, list(fields), incoming
+            )
+
+
+def _keep_known(stmt: Any, table: Any, key: str, names: list[str]) -> Any:
+    """The party upsert: a null incoming value keeps the stored one."""
+    keep_known = {name: func.coalesce(stmt.excluded[name], table.c[name]) for name in names}
+    return stmt.on_conflict_do_update(index_elements=[key], set_={**keep_known, "updated_at": func.now()})
+
+
+def _upsert_parties_postgresql(
+    session: Session, table: Any, key: str, names: list[str], incoming: dict[str, tuple[Any, ...]]
+) -> None:
+    # One statement: the rows as a JSON array, compared with the stored ones inside PostgreSQL, so that
+    # neither the stored rows nor the unchanged ones travel.
+    columns = (key, *names)
+    rows = [dict(zip(columns, (number, *values), strict=True)) for number, values in incoming.items()]
+    listed = func.json_to_recordset(cast(bindparam("rows", orjson.dumps(rows).decode()), JSON))
+    derived = listed.table_valued(*(column(name, table.c[name].type) for name in columns))
+    new = derived.render_derived(name="incoming", with_types=True)
+    differs = [and_(new.c[name].is_not(None), new.c[name].is_distinct_from(table.c[name])) for name in names]
+    changed = (
+        select(*(new.c[name] for name in columns))
+        .outerjoin(table, table.c[key] == new.c[key])
+        .where(or_(table.c[key].is_(None), *differs))
+    )
+    session.execute(
+        _keep_known(postgresql.insert(table).from_select([key, *names], changed), table, key, names)
+    )
+
+
+def _upsert_parties_generic(
+    session: Session, table: Any, key: str, names: list[str], incoming: dict[str, tuple[Any, ...]]
+) -> None:
+    query = select(table.c[key], *(table.c[name] for name in names)).where(
+        _key_in(session, table.c[key], list(incoming))
+    )
+    stored = {row[0]: tuple(row[1:]) for row in session.execute(query).all()}
+    pending = [
+        {key: number, **dict(zip(names, values, strict=True))}
+        for number, values in incoming.items()
+        if (known := stored.get(number)) is None
+        or (
+            values != known
+            and any(new is not None and new != old for new, old in zip(values, known, strict=True))
         )
-        stored = {row[key]: row for row in session.execute(query).mappings()}
-        pending = [
-            row
-            for number, row in rows.items()
-            if number not in stored
-            or any(row[name] is not None and row[name] != stored[number][name] for name in names)
-        ]
-        if not pending:
-            continue
-        stmt = _dialect_insert(session, table.__table__)  # Core, not the ORM bulk path: far less overhead
-        postgres = session.get_bind().dialect.name == "postgresql"
-        if postgres:
-            # One statement over the rows as a JSON array, instead of one execution per row.
-            listed = func.json_to_recordset(cast(bindparam("rows", orjson.dumps(pending).decode()), JSON))
-            derived = listed.table_valued(*(column(name, columns[name].type) for name in (key, *names)))
-            source_rows = select(derived.render_derived(name="incoming", with_types=True))
-            stmt = stmt.from_select([key, *names], source_rows)
-        keep_known = {name: func.coalesce(stmt.excluded[name], columns[name]) for name in names}
-        stmt = stmt.on_conflict_do_update(index_elements=[key], set_={**keep_known, "updated_at": func.now()})
-        if postgres:
-            session.execute(stmt)
-        else:
-            session.execute(stmt, pending)
+    ]
+    if pending:
+        # Core, not the ORM bulk path: far less overhead.
+        session.execute(_keep_known(sqlite.insert(table), table, key, names), pending)
 
 
 def quarantine(
