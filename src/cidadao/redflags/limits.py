@@ -151,8 +151,9 @@ def _limit_and_act() -> tuple[pl.Expr, pl.Expr]:
     return limit, _by_year({row.year: row.act for row in rows}, pl.String())
 
 
-def with_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.DataFrame:
-    """Dispensas by value (modalidade 8, art. 75 I or II) with inciso, limit_year, doubled, limit and act.
+def dispensa_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.DataFrame:
+    """Dispensas by value (modalidade 8, art. 75 I or II): `row` (their position in `contratacoes`), inciso,
+    doubled, limit_year, limit and act.
 
     `limit` and `act` are null when the table has no row for the year (or the year is unknown). Revoked or
     annulled dispensas (PNCP situacaoCompraId 2 and 3) spent nothing and are left out.
@@ -161,8 +162,7 @@ def with_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.Data
     dispensa = contratacoes.select(
         ((pl.col("modalidade_id") == MODALIDADE_DISPENSA) & live).fill_null(False)
     ).to_series()
-    # The text work, years and limits run on the few key columns of the dispensas; the wide frame is filtered
-    # once (with a mask: polars filters many columns several times faster than it gathers rows by index).
+    # The text work, years and limits run on the few key columns of the dispensas.
     keys = with_inciso(
         contratacoes.select(
             "amparo_name", "amparo_code", "buyer_name", "buyer_cnpj", reference_year().alias("limit_year")
@@ -170,20 +170,28 @@ def with_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.Data
     )
     by_value = keys["inciso"].is_in(["I", "II"]).fill_null(False)
     keys = keys.filter(by_value)
-    keep = dispensa.scatter(dispensa.arg_true().filter(~by_value), False)
     limit, act = _limit_and_act()
     doubled = pl.col("doubled")
-    added = keys.with_columns(doubled_lookup(keys, doubled_cnpjs).alias("doubled")).select(
+    return keys.with_columns(doubled_lookup(keys, doubled_cnpjs).alias("doubled")).select(
+        dispensa.arg_true().filter(by_value).alias("row"),
         "inciso",
         "doubled",
         "limit_year",
         pl.when(doubled).then(limit * 2).otherwise(limit).round(2).alias("limit"),
         act.alias("act"),
     )
-    return contratacoes.filter(keep).with_columns(added)
 
 
-def dispensas_by_value(data: Dataset, doubled_cnpjs: Sequence[str]) -> pl.DataFrame:
-    """`with_limits` of the dataset's contratações, computed once per dataset and `doubled_cnpjs`."""
+def dispensas_by_value(data: Dataset, doubled_cnpjs: Sequence[str], columns: Sequence[str]) -> pl.DataFrame:
+    """`columns` (record columns and those of `dispensa_limits`) of the dataset's dispensas by value.
+
+    The limits are computed once per dataset and `doubled_cnpjs` and shared by the rules; each rule filters
+    only the record columns it reads (all ~40 of them cost more than the limits), with a mask: polars filters
+    columns several times faster than it gathers rows by index.
+    """
     cnpjs = list(doubled_cnpjs)
-    return data.derived(("dispensas_by_value", *cnpjs), lambda: with_limits(data.contratacoes, cnpjs))
+    limits = data.derived(("dispensas_by_value", *cnpjs), lambda: dispensa_limits(data.contratacoes, cnpjs))
+    contratacoes = data.contratacoes
+    keep = pl.zeros(contratacoes.height, pl.Boolean(), eager=True).scatter(limits["row"], True)
+    records = contratacoes.select(name for name in columns if name not in limits.columns).filter(keep)
+    return records.with_columns(limits.drop("row")).select(columns)

@@ -37,21 +37,24 @@ class NearLimit(Indicator):
         band_low = float(params["band_low"])
         if not 0.0 < band_low < 1.0:
             raise ValueError(f"near_limit.band_low must be between 0 and 1, got {band_low}")
-        population = dispensas_by_value(data, params["doubled_cnpjs"])
-        # Only the columns findings read: filtering the wide frame would copy all of them.
-        usable = population.select(
-            "control_number",
-            "value",
-            "limit",
-            "limit_year",
-            "inciso",
-            "doubled",
-            "act",
-            "buyer_cnpj",
-            "unit_code",
-            "year",
-            "sequence",
-        ).filter(pl.col("value").is_not_null() & pl.col("limit").is_not_null())
+        population = dispensas_by_value(
+            data,
+            params["doubled_cnpjs"],
+            [
+                "control_number",
+                "value",
+                "limit",
+                "limit_year",
+                "inciso",
+                "doubled",
+                "act",
+                "buyer_cnpj",
+                "unit_code",
+                "year",
+                "sequence",
+            ],
+        )
+        usable = population.filter(pl.col("value").is_not_null() & pl.col("limit").is_not_null())
         ratio = pl.col("value") / pl.col("limit")
         near = usable.with_columns(ratio.alias("ratio")).filter(
             (pl.col("ratio") >= band_low) & (pl.col("value") < pl.col("limit"))

@@ -55,11 +55,8 @@ class OverLimit(Indicator):
     needs = ("modalidade_id", "amparo_name", "amparo_code", "value", "published_at", "year", "buyer_name")
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
-        population = dispensas_by_value(data, params["doubled_cnpjs"])
-        # Only the columns findings need: filtering the wide frame would copy all of them.
-        usable = population.select(*COLUMNS, "value_homologated").filter(
-            pl.col("value").is_not_null() & pl.col("limit").is_not_null()
-        )
+        population = dispensas_by_value(data, params["doubled_cnpjs"], [*COLUMNS, "value_homologated"])
+        usable = population.filter(pl.col("value").is_not_null() & pl.col("limit").is_not_null())
         purchases = usable.with_columns(_value_source().alias("value_source")).filter(
             pl.col("value") >= pl.col("limit")
         )
@@ -94,6 +91,10 @@ class OverLimit(Indicator):
             pl.col("value").alias("purchase_value"),
         )
         contratos = data.contratos.select(*(name for name in COLUMNS if name not in parents.columns[1:]))
+        # A contrato under every parent's limit cannot be flagged: most of them, left out before the join.
+        lowest = parents["limit"].min()
+        if lowest is not None:
+            contratos = contratos.filter(pl.col("value") >= lowest)
         return (
             contratos.join(parents, on="purchase_control_number", how="inner")
             .filter(pl.col("value").is_not_null() & (pl.col("value") >= pl.col("limit")))

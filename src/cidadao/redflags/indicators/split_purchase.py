@@ -51,9 +51,8 @@ class SplitPurchase(Indicator):
     )
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
-        population = dispensas_by_value(data, params["doubled_cnpjs"])
-        # Only the columns the groups need: filtering the wide frame would copy all of them.
-        usable = population.select(*MEMBER_COLUMNS, "object_class").filter(
+        population = dispensas_by_value(data, params["doubled_cnpjs"], [*MEMBER_COLUMNS, "object_class"])
+        usable = population.filter(
             pl.all_horizontal(
                 pl.col(name).is_not_null() for name in ("value", "limit", "buyer_cnpj", "unit_code")
             )
