@@ -140,8 +140,8 @@ class SplitPurchase(Indicator):
     def _findings(self, groups: pl.DataFrame) -> list[Finding]:
         """One finding per record: the largest group it belongs to (supplier groups first on ties).
 
-        Messages, money and links are formatted column-wise; each group's member list is built once and the
-        same list object goes into the evidence of every finding that uses that group.
+        Messages, money and links are formatted column-wise; each group's member list and peer group are built
+        once and the same objects go into the evidence of every finding that uses that group.
         """
         # The part of the message after the record's own value is the same for the whole group.
         suffix = pl.concat_str(
@@ -200,9 +200,10 @@ class SplitPurchase(Indicator):
                 ).alias("records")
             )
         )
-        shared = dict(zip(members["group"].to_list(), members["records"].to_list(), strict=True))
-        info = {}
-        for group in (
+        records = dict(zip(members["group"].to_list(), members["records"].to_list(), strict=True))
+        # Per group: score, citation and the evidence every finding of the group shares (in evidence order).
+        shared = {}
+        for index, *unit, nature, key, limit, act, total, total_cents, limit_cents in (
             groups.select(
                 pl.int_range(pl.len(), dtype=pl.UInt32).alias("group"),
                 *UNIT,
@@ -215,18 +216,33 @@ class SplitPurchase(Indicator):
                 cents_expr(pl.col("limit")).alias("limit_cents"),
             )
             .filter(pl.col("group").is_in(used.implode()))
-            .iter_rows(named=True)
+            .iter_rows()
         ):
-            total, limit = group["total"], group["limit"]
-            info[group["group"]] = (
-                group,
+            buyer_cnpj, unit_code, limit_year, inciso, doubled = unit
+            shared[index] = (
                 round(min(1.0, 0.6 + 0.4 * min(1.0, total / limit - 1.0)), 3),
-                f"{LAW}, art. 75, §1º" + ("" if group["act"] == LAW else f"; {group['act']}"),
+                f"{LAW}, art. 75, §1º" + ("" if act == LAW else f"; {act}"),
+                {
+                    "sum": total_cents,
+                    "limit": limit_cents,
+                    "limit_year": limit_year,
+                    "inciso": inciso,
+                    "doubled": doubled,
+                    "act": act,
+                    "peer_group": {
+                        "buyer_cnpj": buyer_cnpj,
+                        "unit_code": unit_code,
+                        "year": limit_year,
+                        "nature": nature,
+                        "key": key,
+                    },
+                    "records": records[index],
+                },
             )
         findings = []
         rule, version, high = self.id, self.version, Severity.HIGH
         for record, index, value, own_link, message in best.iter_rows():
-            group, score, citation = info[index]
+            score, citation, evidence = shared[index]
             findings.append(
                 Finding(
                     rule=rule,
@@ -235,24 +251,7 @@ class SplitPurchase(Indicator):
                     severity=high,
                     score=score,
                     message=message,
-                    evidence={
-                        "value": value,
-                        "sum": group["sum"],
-                        "limit": group["limit_cents"],
-                        "limit_year": group["limit_year"],
-                        "inciso": group["inciso"],
-                        "doubled": group["doubled"],
-                        "act": group["act"],
-                        "peer_group": {
-                            "buyer_cnpj": group["buyer_cnpj"],
-                            "unit_code": group["unit_code"],
-                            "year": group["limit_year"],
-                            "nature": group["nature"],
-                            "key": group["key"],
-                        },
-                        "records": shared[index],
-                        "link": own_link,
-                    },
+                    evidence={"value": value, **evidence, "link": own_link},
                     legal_basis=citation,
                 )
             )
