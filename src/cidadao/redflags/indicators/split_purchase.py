@@ -101,7 +101,7 @@ class SplitPurchase(Indicator):
         singles = params["min_records"] < 2
 
         def may_share(key: pl.Expr) -> pl.Expr:
-            return pl.lit(True) if singles else pl.struct("unit_hash", key).hash().is_duplicated()
+            return pl.lit(True) if singles else (pl.col("unit_hash") ^ key.hash()).is_duplicated()
 
         keys = under.select(
             pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
