@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import polars as pl
 import pytest
 from tests.redflags.conftest import award, awards_dataset, contratacao, dataset, flagged, run
 
 from cidadao.domain.records import Severity
-from cidadao.redflags.limits import act_for, limit_for
+from cidadao.redflags.limits import LAW, act_for, legal_citation, legal_citation_expr, limit_for
 
 LIMIT_2025_II = 62_725.59
 LIMIT_2024_II = 59_906.02
@@ -20,6 +21,17 @@ def test_limits_table_holds_the_published_values() -> None:
     assert limit_for(2026, "II", doubled=True) == 130_984.22
     assert act_for(2025) == "Decreto 12.343/2024"
     assert limit_for(2020, "II") is None
+
+
+def test_column_wise_citation_equals_legal_citation() -> None:
+    rows = [
+        (inciso, act, doubled)
+        for inciso in ("I", "II")
+        for act in (LAW, "Decreto 12.343/2024")
+        for doubled in (False, True)
+    ]
+    frame = pl.DataFrame(rows, schema=["inciso", "act", "doubled"], orient="row")
+    assert frame.select(legal_citation_expr()).to_series().to_list() == [legal_citation(*row) for row in rows]
 
 
 def test_exactly_at_the_limit_is_flagged_with_the_decree(check_finding) -> None:

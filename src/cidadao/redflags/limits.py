@@ -130,6 +130,16 @@ def legal_citation(inciso: str, act: str, doubled: bool = False) -> str:
     return base if act == LAW else f"{base}; {act}"
 
 
+def legal_citation_expr() -> pl.Expr:
+    """`legal_citation` of the inciso, act and doubled columns, as an expression."""
+    return pl.concat_str(
+        pl.lit(f"{LAW}, art. 75, "),
+        pl.col("inciso"),
+        pl.when(pl.col("doubled")).then(pl.lit(", c/c §2º")).otherwise(pl.lit("")),
+        pl.when(pl.col("act") == LAW).then(pl.lit("")).otherwise(pl.lit("; ") + pl.col("act")),
+    )
+
+
 def reference_year() -> pl.Expr:
     """Year whose limits apply to a contratação: of its PNCP publication, else its anoCompra."""
     return pl.coalesce(pl.col("published_at").dt.year().cast(pl.Int64), pl.col("year"))

@@ -9,8 +9,8 @@ import polars as pl
 
 from cidadao.domain.records import Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
-from cidadao.redflags.limits import dispensas_by_value, legal_citation
-from cidadao.redflags.text import cents, link, money
+from cidadao.redflags.limits import dispensas_by_value, legal_citation_expr
+from cidadao.redflags.text import cents_expr, cents_int_expr, link_expr, money_expr
 
 # What a finding reads of a flagged record (a contrato's limit columns come from its dispensa).
 COLUMNS = (
@@ -102,47 +102,91 @@ class OverLimit(Indicator):
         )
 
     def _findings(self, rows: pl.DataFrame, kind: RecordKind, params: Mapping[str, Any]) -> list[Finding]:
+        """Money, messages, citations and links formatted column-wise; the loop only assembles findings."""
+        value, limit = pl.col("value"), pl.col("limit")
+        contrato = kind is RecordKind.CONTRATO
+        subject = "Contrato de dispensa com valor global de " if contrato else "Dispensa de "
+        message = pl.concat_str(
+            pl.lit(subject),
+            money_expr(value),
+            pl.when(cents_int_expr(value) == cents_int_expr(limit))
+            .then(pl.lit(" igual ao"))
+            .otherwise(pl.lit(" acima do")),
+            pl.lit(" limite de "),
+            money_expr(limit),
+            pl.lit(" vigente em "),
+            pl.col("limit_year"),
+            pl.lit(" ("),
+            pl.col("citation"),
+            pl.lit(")"),
+        )
+        purchase = (
+            [pl.col("purchase_control_number"), cents_expr(pl.col("purchase_value")).alias("purchase_value")]
+            if contrato
+            else []
+        )
+        formatted = rows.with_columns(legal_citation_expr().alias("citation")).select(
+            "control_number",
+            "value",
+            "limit",
+            cents_expr(value).alias("value_cents"),
+            "value_source",
+            cents_expr(limit).alias("limit_cents"),
+            "limit_year",
+            "inciso",
+            "doubled",
+            "act",
+            "buyer_cnpj",
+            "unit_code",
+            link_expr(kind, pl.col("buyer_cnpj"), pl.col("year"), pl.col("sequence")).alias("link"),
+            message.alias("message"),
+            "citation",
+            *purchase,
+        )
+        critical_ratio = params["critical_ratio"]
         findings = []
-        for row in rows.iter_rows(named=True):
-            value, limit = row["value"], row["limit"]
-            ratio = value / limit
-            critical = ratio >= params["critical_ratio"]
-            citation = legal_citation(row["inciso"], row["act"], row["doubled"])
-            relation = "igual ao" if cents(value) == cents(limit) else "acima do"
-            subject = (
-                f"Dispensa de {money(value)}"
-                if kind is RecordKind.CONTRATACAO
-                else f"Contrato de dispensa com valor global de {money(value)}"
-            )
+        for (
+            record,
+            amount,
+            ceiling,
+            value_cents,
+            value_source,
+            limit_cents,
+            limit_year,
+            inciso,
+            doubled,
+            act,
+            buyer_cnpj,
+            unit_code,
+            own_link,
+            text,
+            citation,
+            *parent,
+        ) in formatted.iter_rows():
+            ratio = amount / ceiling
             evidence: dict[str, Any] = {
-                "value": cents(value),
-                "value_source": row["value_source"],
-                "limit": cents(limit),
-                "limit_year": row["limit_year"],
-                "inciso": row["inciso"],
-                "doubled": row["doubled"],
-                "act": row["act"],
+                "value": value_cents,
+                "value_source": value_source,
+                "limit": limit_cents,
+                "limit_year": limit_year,
+                "inciso": inciso,
+                "doubled": doubled,
+                "act": act,
                 "ratio": round(ratio, 4),
-                "buyer_cnpj": row["buyer_cnpj"],
-                "unit_code": row["unit_code"],
-                "link": link(kind, row["buyer_cnpj"], row["year"], row["sequence"]),
+                "buyer_cnpj": buyer_cnpj,
+                "unit_code": unit_code,
+                "link": own_link,
             }
-            if kind is RecordKind.CONTRATO:
-                evidence["purchase"] = row["purchase_control_number"]
-                evidence["purchase_value"] = (
-                    None if row["purchase_value"] is None else cents(row["purchase_value"])
-                )
+            if parent:
+                evidence["purchase"], evidence["purchase_value"] = parent
             findings.append(
                 Finding(
                     rule=self.id,
                     rule_version=self.version,
-                    record=row["control_number"],
-                    severity=Severity.CRITICAL if critical else Severity.HIGH,
+                    record=record,
+                    severity=Severity.CRITICAL if ratio >= critical_ratio else Severity.HIGH,
                     score=round(min(1.0, 0.6 + 0.4 * min(1.0, ratio - 1.0)), 3),
-                    message=(
-                        f"{subject} {relation} limite de {money(limit)} vigente em {row['limit_year']} "
-                        f"({citation})"
-                    ),
+                    message=text,
                     evidence=evidence,
                     legal_basis=citation,
                 )
