@@ -34,6 +34,20 @@ if TYPE_CHECKING:
 Inciso = Literal["I", "II"]
 AMPARO_CODES: dict[int, str] = {18: "I", 19: "II", 38: "VIII"}
 CANCELLED_SITUATIONS = (2, 3)  # PNCP situacaoCompraId: 2 revogada, 3 anulada
+# What the findings of the limit rules (over_limit, near_limit) read of a dispensa.
+FINDING_COLUMNS = (
+    "control_number",
+    "value",
+    "limit",
+    "limit_year",
+    "inciso",
+    "doubled",
+    "act",
+    "buyer_cnpj",
+    "unit_code",
+    "year",
+    "sequence",
+)
 LAW = "Lei 14.133/2021"
 
 

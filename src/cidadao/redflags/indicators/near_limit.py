@@ -10,7 +10,7 @@ import polars as pl
 
 from cidadao.domain.records import Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
-from cidadao.redflags.limits import dispensas_by_value, legal_citation
+from cidadao.redflags.limits import FINDING_COLUMNS, dispensas_by_value, legal_citation
 from cidadao.redflags.text import cents, link, money, percent
 
 
@@ -37,23 +37,7 @@ class NearLimit(Indicator):
         band_low = float(params["band_low"])
         if not 0.0 < band_low < 1.0:
             raise ValueError(f"near_limit.band_low must be between 0 and 1, got {band_low}")
-        population = dispensas_by_value(
-            data,
-            params["doubled_cnpjs"],
-            [
-                "control_number",
-                "value",
-                "limit",
-                "limit_year",
-                "inciso",
-                "doubled",
-                "act",
-                "buyer_cnpj",
-                "unit_code",
-                "year",
-                "sequence",
-            ],
-        )
+        population = dispensas_by_value(data, params["doubled_cnpjs"], FINDING_COLUMNS)
         usable = population.filter(pl.col("value").is_not_null() & pl.col("limit").is_not_null())
         ratio = pl.col("value") / pl.col("limit")
         near = usable.with_columns(ratio.alias("ratio")).filter(

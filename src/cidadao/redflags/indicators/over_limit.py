@@ -9,24 +9,11 @@ import polars as pl
 
 from cidadao.domain.records import Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
-from cidadao.redflags.limits import dispensas_by_value, legal_citation_expr
+from cidadao.redflags.limits import FINDING_COLUMNS, dispensas_by_value, legal_citation_expr
 from cidadao.redflags.text import cents_expr, cents_int_expr, link_expr, money_expr
 
 # What a finding reads of a flagged record (a contrato's limit columns come from its dispensa).
-COLUMNS = (
-    "control_number",
-    "purchase_control_number",
-    "value",
-    "inciso",
-    "limit_year",
-    "doubled",
-    "limit",
-    "act",
-    "buyer_cnpj",
-    "unit_code",
-    "year",
-    "sequence",
-)
+COLUMNS = (*FINDING_COLUMNS, "purchase_control_number")
 
 
 def _value_source() -> pl.Expr:
@@ -102,7 +89,8 @@ class OverLimit(Indicator):
         )
 
     def _findings(self, rows: pl.DataFrame, kind: RecordKind, params: Mapping[str, Any]) -> list[Finding]:
-        """Money, messages, citations and links formatted column-wise; the loop only assembles findings."""
+        """Money, messages, citations and links formatted column-wise; the loop only assembles findings (they
+        are few: dicts per row cost little here)."""
         value, limit = pl.col("value"), pl.col("limit")
         contrato = kind is RecordKind.CONTRATO
         subject = "Contrato de dispensa com valor global de " if contrato else "Dispensa de "
@@ -120,75 +108,44 @@ class OverLimit(Indicator):
             pl.col("citation"),
             pl.lit(")"),
         )
-        purchase = (
-            [pl.col("purchase_control_number"), cents_expr(pl.col("purchase_value")).alias("purchase_value")]
-            if contrato
-            else []
-        )
-        formatted = rows.with_columns(legal_citation_expr().alias("citation")).select(
-            "control_number",
-            "value",
-            "limit",
+        formatted = rows.with_columns(legal_citation_expr().alias("citation")).with_columns(
             cents_expr(value).alias("value_cents"),
-            "value_source",
             cents_expr(limit).alias("limit_cents"),
-            "limit_year",
-            "inciso",
-            "doubled",
-            "act",
-            "buyer_cnpj",
-            "unit_code",
             link_expr(kind, pl.col("buyer_cnpj"), pl.col("year"), pl.col("sequence")).alias("link"),
             message.alias("message"),
-            "citation",
-            *purchase,
         )
+        if contrato:
+            formatted = formatted.with_columns(cents_expr(pl.col("purchase_value")).alias("purchase_value"))
         critical_ratio = params["critical_ratio"]
         findings = []
-        for (
-            record,
-            amount,
-            ceiling,
-            value_cents,
-            value_source,
-            limit_cents,
-            limit_year,
-            inciso,
-            doubled,
-            act,
-            buyer_cnpj,
-            unit_code,
-            own_link,
-            text,
-            citation,
-            *parent,
-        ) in formatted.iter_rows():
-            ratio = amount / ceiling
+        for row in formatted.iter_rows(named=True):
+            ratio = row["value"] / row["limit"]
             evidence: dict[str, Any] = {
-                "value": value_cents,
-                "value_source": value_source,
-                "limit": limit_cents,
-                "limit_year": limit_year,
-                "inciso": inciso,
-                "doubled": doubled,
-                "act": act,
+                "value": row["value_cents"],
+                "value_source": row["value_source"],
+                "limit": row["limit_cents"],
+                "limit_year": row["limit_year"],
+                "inciso": row["inciso"],
+                "doubled": row["doubled"],
+                "act": row["act"],
                 "ratio": round(ratio, 4),
-                "buyer_cnpj": buyer_cnpj,
-                "unit_code": unit_code,
-                "link": own_link,
+                "buyer_cnpj": row["buyer_cnpj"],
+                "unit_code": row["unit_code"],
+                "link": row["link"],
             }
-            if parent:
-                evidence["purchase"], evidence["purchase_value"] = parent
+            if contrato:
+                evidence["purchase"] = row["purchase_control_number"]
+                evidence["purchase_value"] = row["purchase_value"]
             findings.append(
                 Finding(
                     rule=self.id,
                     rule_version=self.version,
-                    record=record,
+                    record=row["control_number"],
                     severity=Severity.CRITICAL if ratio >= critical_ratio else Severity.HIGH,
                     score=round(min(1.0, 0.6 + 0.4 * min(1.0, ratio - 1.0)), 3),
-                    message=text,
+                    message=row["message"],
                     evidence=evidence,
-                    legal_basis=citation,
+                    legal_basis=row["citation"],
                 )
             )
         return findings
