@@ -71,6 +71,19 @@ def test_second_ingestion_is_all_unchanged_and_one_change_updates_one_row(engine
     assert runs == [("succeeded", 250, 0), ("succeeded", 250, 0), ("succeeded", 250, 1)]
 
 
+def test_a_stored_record_after_batches_of_new_ones_is_still_found(engine: Engine) -> None:
+    # After all-new batches PostgreSQL COPYs without looking up stored versions; the third batch's stored
+    # records make that COPY fail, and they must come out unchanged or updated all the same.
+    stored = [raw_contratacao(n) for n in range(1, 101)]
+    ingest_raw(engine, "file", stored, batch_size=100)
+    stored[4] = {**stored[4], "dataAtualizacao": "2025-01-03T11:00:00"}
+    fresh = [raw_contratacao(n) for n in range(201, 401)]
+    later = [raw_contratacao(n) for n in range(401, 501)]
+    stats = ingest_raw(engine, "file", [*fresh, *stored, *later], batch_size=100)
+    assert (stats.ingested, stats.updated, stats.unchanged) == (300, 1, 99)
+    assert counts(engine) == (400, 400)
+
+
 def test_bad_records_are_quarantined_and_never_stop_the_run(engine: Engine) -> None:
     good = [raw_contratacao(n) for n in range(1, 11)]
     bad: list[dict[str, Any] | Rejection] = [

@@ -266,7 +266,9 @@ def _store_parsed(
 ) -> None:
     try:
         with transaction(engine) as session:
-            batch = _write(session, source, parsed, run_id, after, isolate=False)
+            # A run that has met only new records so far (a first load) skips looking up stored versions.
+            expect_new = stats.fetched > 0 and not stats.updated and not stats.unchanged
+            batch = _write(session, source, parsed, run_id, after, isolate=False, expect_new=expect_new)
     except DBAPIError:
         # A value the database refuses (too long, out of range) must not sink its whole batch.
         with transaction(engine) as session:
@@ -282,13 +284,14 @@ def _write(
     after: Callable[[Session], None] | None,
     *,
     isolate: bool,
+    expect_new: bool = False,
 ) -> IngestStats:
     batch = IngestStats(fetched=parsed.fetched, run_id=run_id)
     refused: list[Rejection] = []
     for group in ([record] for record in parsed.records) if isolate else [parsed.records]:
         try:
             with session.begin_nested() if isolate else nullcontext():
-                result = upsert_records(session, group, source)
+                result = upsert_records(session, group, source, expect_new=expect_new)
         except DBAPIError as error:
             if not isolate:
                 raise

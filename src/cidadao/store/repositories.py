@@ -46,25 +46,33 @@ class UpsertResult:
     unchanged: int = 0
 
 
-def upsert_records(session: Session, records: Sequence[Record], source: str) -> UpsertResult:
+def upsert_records(
+    session: Session, records: Sequence[Record], source: str, *, expect_new: bool = False
+) -> UpsertResult:
     """Insert new records, update changed ones (flagging them for re-analysis), skip unchanged ones.
 
     A record changes when its content hash or `dataAtualizacao` differs from the stored one; an older
     `dataAtualizacao` than the stored one never overwrites newer data (re-importing an old file is a no-op).
-    Buyers and suppliers of the written records are upserted too.
+    Buyers and suppliers of the written records are upserted too. With `expect_new` (say, the batches before
+    were all new) PostgreSQL first tries to COPY every record without looking up stored versions; one stored
+    already makes that COPY fail as a whole, and the records take the usual path.
     """
     unique = _last_per_control_number(records)
     if not unique:
         return UpsertResult()
-    stored = _stored_versions(session, [record.control_number for record in unique])
-    # Re-fetches are mostly unchanged: skip them here instead of shipping them to the database.
-    pending = [record for record in unique if _may_change(record, stored.get(record.control_number))]
-    if not pending:
-        written = []
-    elif session.get_bind().dialect.name == "postgresql":
-        written = _upsert_records_postgresql(session, pending, source, stored.keys())
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if expect_new and postgres and _copy_fresh(session, unique, source):
+        written = [(record.control_number, True) for record in unique]
     else:
-        written = _upsert_records_generic(session, pending, source, stored.keys())
+        stored = _stored_versions(session, [record.control_number for record in unique])
+        # Re-fetches are mostly unchanged: skip them here instead of shipping them to the database.
+        pending = [record for record in unique if _may_change(record, stored.get(record.control_number))]
+        if not pending:
+            written = []
+        elif postgres:
+            written = _upsert_records_postgresql(session, pending, source, stored.keys())
+        else:
+            written = _upsert_records_generic(session, pending, source, stored.keys())
     inserted = [number for number, is_new in written if is_new]
     updated = [number for number, is_new in written if not is_new]
     changed = set(inserted).union(updated)
@@ -158,19 +166,24 @@ def _upsert_records_postgresql(
     session: Session, records: list[Record], source: str, existing: Collection[str]
 ) -> list[tuple[str, bool]]:
     fresh = [record for record in records if record.control_number not in existing]
-    if fresh:
-        # Records not stored yet go straight in with COPY; should a concurrent writer have stored one of
-        # them meanwhile, the unique key refuses the COPY and every record takes the upsert path instead.
-        try:
-            with session.begin_nested():
-                _copy_records(session, "records", fresh, source)
-        except IntegrityError:
-            pass
-        else:
-            known = [record for record in records if record.control_number in existing]
-            inserted = [(record.control_number, True) for record in fresh]
-            return inserted + _upsert_staged(session, known, source)
+    # Should a concurrent writer have stored one of the fresh records meanwhile, every record takes the
+    # upsert path instead.
+    if fresh and _copy_fresh(session, fresh, source):
+        known = [record for record in records if record.control_number in existing]
+        inserted = [(record.control_number, True) for record in fresh]
+        return inserted + _upsert_staged(session, known, source)
     return _upsert_staged(session, records, source)
+
+
+def _copy_fresh(session: Session, records: list[Record], source: str) -> bool:
+    """COPY records not stored yet straight into `records`; False, with nothing written, when the unique
+    key refuses one of them."""
+    try:
+        with session.begin_nested():
+            _copy_records(session, "records", records, source)
+    except IntegrityError:
+        return False
+    return True
 
 
 def _copy_records(session: Session, table: str, records: list[Record], source: str) -> None:
