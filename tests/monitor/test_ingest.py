@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -82,6 +83,15 @@ def test_a_stored_record_after_batches_of_new_ones_is_still_found(engine: Engine
     stats = ingest_raw(engine, "file", [*fresh, *stored, *later], batch_size=100)
     assert (stats.ingested, stats.updated, stats.unchanged) == (300, 1, 99)
     assert counts(engine) == (400, 400)
+
+
+def test_the_heap_is_frozen_while_an_ingestion_runs_and_only_then(engine: Engine) -> None:
+    frozen: list[int] = []
+    raws = [raw_contratacao(n) for n in range(1, 6)]
+    ingest_raw(engine, "file", raws, progress=lambda _stats: frozen.append(gc.get_freeze_count()))
+    assert frozen
+    assert all(frozen)
+    assert gc.get_freeze_count() == 0
 
 
 def test_bad_records_are_quarantined_and_never_stop_the_run(engine: Engine) -> None:
