@@ -2,14 +2,18 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select
+from tests.monitor.test_ingest import raw_contratacao
 
 from cidadao.api.app import create_app
 from cidadao.api.auth import issue_token
 from cidadao.config import Settings
+from cidadao.monitor.ingest import ingest_file
 from cidadao.store.db import engine_for
 from cidadao.store.models import FindingEventRow, FindingRow, RecordRow
 
@@ -222,3 +226,17 @@ def test_extreme_dates_are_answered_not_crashed(client: TestClient) -> None:
     assert client.get("/v1/findings?date_to=9999-12-31").json()["items"]
     assert client.get("/v1/findings?date_from=0001-01-01&date_to=0001-01-01").json()["items"] == []
     assert client.get("/v1/findings?date_from=0000-01-01").status_code == 422
+
+
+def test_record_page_serves_raw_json_with_numbers_beyond_64_bits(db_url: str, tmp_path: Path) -> None:
+    # A JSON Lines record is stored as its line; the page must not depend on re-encoding a parsed value.
+    record = {**raw_contratacao(1), "idExterno": 123456789012345678901234567890}
+    path = tmp_path / "big.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    assert ingest_file(engine_for(db_url), path).ingested == 1
+
+    with TestClient(create_app(make_settings(db_url))) as client:
+        answer = client.get(f"/v1/records/{record['numeroControlePNCP']}")
+
+    assert answer.status_code == 200, answer.text
+    assert float(answer.json()["raw"]["idExterno"]) == 1.2345678901234568e29

@@ -44,7 +44,6 @@ from cidadao.api.records import (
     SUMMARY_FIELDS,
     RecordSummary,
     records_around,
-    records_around_pg,
     summary_of,
 )
 from cidadao.api.responses import json_response, utc
@@ -369,12 +368,8 @@ def _list_plan(q: FindingQuery) -> tuple[Select[Any], dict[str, Any], str]:
 
 def _list_page(q: FindingQuery, engine: Engine) -> Response:
     query, params, filters = _list_plan(q)
-    rows: Any
-    if pgfast.enabled(engine):
-        rows = pgfast.fetch(engine, *_pg_list(query, engine, params))
-    else:
-        with engine.connect() as connection:
-            rows = connection.execute(query, params).all()
+    with engine.connect() as connection:
+        rows = connection.execute(query, params).all()
     return _list_render(q, rows, filters)
 
 
@@ -425,34 +420,12 @@ def _detail(connection: Connection, finding_id: int) -> dict[str, Any]:
     return item
 
 
-def _detail_pg(engine: Engine, finding_id: int) -> dict[str, Any]:
-    """`_detail` through psycopg on one pooled connection (PostgreSQL's hot path, see pgfast)."""
-    with pgfast.cursor(engine) as cur:
-        cur.execute(pgfast.compiled(_DETAIL, engine)[0], {"id": finding_id})
-        row = cur.fetchone()
-        if row is None:
-            raise ApiError(404, f"finding {finding_id} not found", param="id", location="path")
-        item = _item(row[: len(_FIELDS)])
-        item["evidence"], item["run_id"] = row[len(_FIELDS)], row[len(_FIELDS) + 1]
-        cur.execute(pgfast.compiled(_EVENTS, engine)[0], {"id": finding_id})
-        item["events"] = [
-            {**dict(zip(_EVENT_FIELDS, event, strict=True)), "created_at": utc(event[-1])}
-            for event in cur.fetchall()
-        ]
-        item["records"] = records_around_pg(cur, engine, item["record"])
-    return item
-
-
-async def _detail_pg_async(engine: Engine, finding_id: int) -> dict[str, Any]:
-    """`_detail_pg` on psycopg's async connection, its three queries pipelined in one round trip."""
+async def _detail_pg(engine: Engine, finding_id: int) -> dict[str, Any]:
+    """`_detail` through psycopg's async connection (see pgfast), its three queries in one round trip."""
     statements = [pgfast.compiled(statement, engine) for statement in (_DETAIL, _EVENTS, AROUND_FINDING)]
-    async with pgfast.acursor(engine) as cur:
-        connection = cur.connection
-        async with connection.pipeline():
-            cursors = [connection.cursor() for _ in statements]
-            for each, (sql, defaults) in zip(cursors, statements, strict=True):
-                await each.execute(sql, {**defaults, "id": finding_id})
-        row, events, records = [await each.fetchall() for each in cursors]
+    row, events, records = await pgfast.afetch_pipelined(
+        engine, [(sql, {**defaults, "id": finding_id}) for sql, defaults in statements]
+    )
     if not row:
         raise ApiError(404, f"finding {finding_id} not found", param="id", location="path")
     item = _item(row[0][: len(_FIELDS)])
@@ -465,8 +438,6 @@ async def _detail_pg_async(engine: Engine, finding_id: int) -> dict[str, Any]:
 
 
 def _detail_sync(engine: Engine, finding_id: int) -> Response:
-    if pgfast.enabled(engine):
-        return json_response(_detail_pg(engine, finding_id))
     with engine.connect() as connection:
         return json_response(_detail(connection, finding_id))
 
@@ -474,7 +445,7 @@ def _detail_sync(engine: Engine, finding_id: int) -> Response:
 @router.get("/findings/{id}", response_model=FindingDetail, summary="One finding with evidence and records")
 async def get_finding(id: FindingId, engine: ReadEngineDep, _principal: Reader) -> Response:
     if pgfast.enabled(engine):
-        return json_response(await _detail_pg_async(engine, id))
+        return json_response(await _detail_pg(engine, id))
     return await run_in_threadpool(_detail_sync, engine, id)
 
 

@@ -5,12 +5,23 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
-from sqlalchemy import BindParameter, Connection, Engine, Select, String, bindparam, func, or_, select
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Select,
+    String,
+    Text,
+    bindparam,
+    cast,
+    func,
+    or_,
+    select,
+)
 from starlette.responses import Response
 
-from cidadao.api import pgfast
 from cidadao.api.deps import Reader, SessionDep
 from cidadao.api.errors import ApiError
 from cidadao.api.responses import json_response, money
@@ -136,13 +147,6 @@ def records_around(connection: Connection, control_number: str) -> list[dict[str
     return [summary(row) for row in connection.execute(AROUND, {"record": control_number})]
 
 
-def records_around_pg(cur: Any, engine: Engine, control_number: str) -> list[dict[str, Any]]:
-    """`records_around` on a psycopg cursor (PostgreSQL's hot path, see pgfast)."""
-    sql, defaults = pgfast.compiled(AROUND, engine)
-    cur.execute(sql, {**defaults, "record": control_number})
-    return [summary_of(dict(zip(SUMMARY_FIELDS, row, strict=True))) for row in cur.fetchall()]
-
-
 @router.get("/records/{control_number:path}", response_model=RecordDetail, summary="One PNCP record")
 def get_record(
     control_number: Annotated[
@@ -152,13 +156,16 @@ def get_record(
     _principal: Reader,
 ) -> Response:
     row = connection.execute(
-        select(*_SUMMARY_COLUMNS, RecordRow.raw, RecordRow.warnings).where(
+        # The stored JSON text goes out as is: a PNCP record may hold numbers beyond 64 bits, which the
+        # parsed value could not be written back from.
+        select(*_SUMMARY_COLUMNS, cast(RecordRow.raw, Text).label("raw"), RecordRow.warnings).where(
             RecordRow.control_number == control_number
         )
     ).first()
     if row is None:
         raise ApiError(404, f"record {control_number} not found", param="control_number", location="path")
     item = summary(row)
+    item["raw"] = orjson.Fragment(item["raw"])
     item["related"] = records_around(connection, control_number)[1:]
     findings = select(
         FindingRow.id,
