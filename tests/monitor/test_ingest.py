@@ -92,6 +92,13 @@ def test_the_heap_is_frozen_while_an_ingestion_runs_and_only_then(engine: Engine
     assert frozen
     assert all(frozen)
     assert gc.get_freeze_count() == 0
+    # A heap the process froze itself stays frozen.
+    gc.freeze()
+    try:
+        ingest_raw(engine, "file", raws)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_bad_records_are_quarantined_and_never_stop_the_run(engine: Engine) -> None:

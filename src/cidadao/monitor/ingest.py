@@ -169,6 +169,7 @@ def _parsed_batches(
 
 
 _frozen_by = 0  # ingestions running with the heap frozen
+_we_froze = False  # False when the process had frozen its heap itself; then it is left frozen
 _frozen_lock = threading.Lock()
 
 
@@ -182,17 +183,20 @@ def _heap_frozen() -> Iterator[None]:
     ingestion ends; they are still freed when no longer referenced, and cycles among them are collected after
     `unfreeze`.
     """
-    global _frozen_by
+    global _frozen_by, _we_froze
     with _frozen_lock:
         if not _frozen_by:
-            gc.freeze()
+            # A process that froze its heap itself (e.g. before forking workers) must find it frozen after.
+            _we_froze = not gc.get_freeze_count()
+            if _we_froze:
+                gc.freeze()
         _frozen_by += 1
     try:
         yield
     finally:
         with _frozen_lock:
             _frozen_by -= 1
-            if not _frozen_by:
+            if not _frozen_by and _we_froze:
                 gc.unfreeze()
 
 
