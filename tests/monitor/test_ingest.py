@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Text, cast, func, select
 
 from cidadao.config import load_settings
 from cidadao.data import sample_paths
@@ -281,6 +281,12 @@ def test_file_lines_are_stored_as_written_and_hash_like_the_same_records_from_th
             select(RecordRow.object, RecordRow.raw).order_by(RecordRow.sequence)
         ).all()
     assert stored == [(text, raw) for text, raw in zip(texts, raws, strict=True)]
+    if engine.dialect.name == "postgresql":  # the json column keeps the line itself, padding and all
+        with engine.connect() as connection:
+            texts_stored = connection.execute(
+                select(cast(RecordRow.raw, Text)).order_by(RecordRow.sequence)
+            ).scalars()
+            assert list(texts_stored) == [line.strip().decode() for line in lines]
 
     again = ingest_raw(engine, "pncp", raws)
     assert (again.ingested, again.updated, again.unchanged) == (0, 0, len(texts))

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from cidadao.domain.records import Finding, Record, RecordKind, Rejection, Severity
 from cidadao.store import repositories
@@ -108,13 +108,15 @@ def test_older_version_never_overwrites_newer_data(engine: Engine) -> None:
         assert connection.scalar(select(RecordRow.source_updated_at)) == newer.source_updated_at
 
 
-def test_duplicates_inside_one_batch_keep_the_last_version(engine: Engine) -> None:
-    later = make_record(7, updated=UPDATED + timedelta(minutes=5))
+@pytest.mark.parametrize("newer_first", [False, True])
+def test_duplicates_inside_one_batch_keep_the_newest_version(engine: Engine, newer_first: bool) -> None:
+    newer = make_record(7, updated=UPDATED + timedelta(minutes=5))
+    batch = [newer, make_record(7)] if newer_first else [make_record(7), newer]
     with transaction(engine) as session:
-        result = upsert_records(session, [make_record(7), later], "file")
-    assert (result.inserted, result.unchanged) == ([later.control_number], 1)
+        result = upsert_records(session, batch, "file")
+    assert (result.inserted, result.unchanged) == ([newer.control_number], 1)
     with engine.connect() as connection:
-        assert connection.scalar(select(RecordRow.content_hash)) == later.content_hash
+        assert connection.scalar(select(RecordRow.content_hash)) == newer.content_hash
 
 
 def party_stamps(engine: Engine) -> list[Any]:
@@ -137,6 +139,9 @@ def test_typed_columns_and_parties_are_stored(engine: Engine) -> None:
     )
     with transaction(engine) as session:
         upsert_records(session, [make_record(8), contrato], "file")
+        # Stamps far in the past, so a rewrite shows even where now() has one-second resolution (SQLite).
+        for table in (BuyerRow, SupplierRow):
+            session.execute(update(table).values(updated_at=datetime(2000, 1, 1, tzinfo=UTC)))
     parties_written = party_stamps(engine)
     with transaction(engine) as session:
         # A later record without a buyer name must not blank the known one, nor rewrite it at all.

@@ -57,7 +57,7 @@ def upsert_records(
     were all new) PostgreSQL first tries to COPY every record without looking up stored versions; one stored
     already makes that COPY fail as a whole, and the records take the usual path.
     """
-    unique = _last_per_control_number(records)
+    unique = _newest_per_control_number(records)
     if not unique:
         return UpsertResult()
     postgres = session.get_bind().dialect.name == "postgresql"
@@ -81,9 +81,15 @@ def upsert_records(
     return UpsertResult(inserted, updated, len(records) - len(written))
 
 
-def _last_per_control_number(records: Sequence[Record]) -> list[Record]:
-    # ON CONFLICT cannot touch the same row twice in one statement; the last version seen wins.
-    return list({record.control_number: record for record in records}.values())
+def _newest_per_control_number(records: Sequence[Record]) -> list[Record]:
+    # ON CONFLICT cannot touch the same row twice in one statement. As across batches, a later version wins
+    # unless its dataAtualizacao is older than the one kept.
+    newest: dict[str, Record] = {}
+    for record in records:
+        kept = newest.get(record.control_number)
+        if kept is None or not _older(record, kept.source_updated_at):
+            newest[record.control_number] = record
+    return list(newest.values())
 
 
 def _key_in(session: Session, column: Any, keys: list[str]) -> ColumnElement[bool]:
@@ -109,9 +115,13 @@ def _may_change(record: Record, stored: tuple[str, datetime | None] | None) -> b
     if stored is None:
         return True
     digest, updated = stored
-    if updated is not None and record.source_updated_at is not None and record.source_updated_at < updated:
+    if _older(record, updated):
         return False
     return (digest, updated) != (record.content_hash, record.source_updated_at)
+
+
+def _older(record: Record, updated: datetime | None) -> bool:
+    return updated is not None and record.source_updated_at is not None and record.source_updated_at < updated
 
 
 def _row_values(record: Record, source: str) -> dict[str, Any]:
