@@ -15,9 +15,8 @@ from cidadao.redflags.frame import (
     dataset_from_ndjson,
     dataset_from_raw,
     dataset_from_records,
-    dataset_from_table,
-    frame_from_ndjson,
     frame_from_raw,
+    split_kinds,
     split_ndjson,
 )
 from cidadao.redflags.objects import classify
@@ -96,27 +95,17 @@ def test_wrong_types_become_null_instead_of_failing() -> None:
 
 def test_ndjson_fast_path_equals_the_tolerant_path(tmp_path: Path) -> None:
     path = tmp_path / "records.jsonl"
-    path.write_bytes(b"\n".join(orjson.dumps(r) for r in (CONTRATACAO, CONTRATO)) + b"\n")
-
-    assert frame_from_ndjson(path).equals(frame_from_raw([CONTRATACAO, CONTRATO]))
-    # Chunks smaller than a line still cut at line ends; an empty file gives an empty typed frame.
-    assert frame_from_ndjson(path, chunk_bytes=64).equals(frame_from_raw([CONTRATACAO, CONTRATO]))
-    (tmp_path / "empty.jsonl").write_bytes(b"")
-    assert frame_from_ndjson(tmp_path / "empty.jsonl").schema == frame_from_raw([]).schema
-
-
-def test_dataset_from_ndjson_equals_splitting_the_whole_table(tmp_path: Path) -> None:
-    path = tmp_path / "records.jsonl"
     write_jsonl(path, 300, 3)
-    whole = dataset_from_table(frame_from_ndjson(path))
+    tolerant = split_kinds([frame_from_raw(orjson.loads(line) for line in path.read_bytes().splitlines())])
 
-    for chunk_bytes in (4096, 32 << 20):  # many chunks, one chunk
-        split = dataset_from_ndjson(path, chunk_bytes=chunk_bytes)
-        assert split.contratacoes.equals(whole.contratacoes)
-        assert split.contratos.equals(whole.contratos)
-        assert split.contratacoes.height + split.contratos.height == 300
+    for chunk_bytes in (64, 4096, 32 << 20):  # chunks smaller than a line still cut at line ends; many; one
+        fast = split_ndjson(path, chunk_bytes=chunk_bytes)
+        assert fast.contratacoes.equals(tolerant.contratacoes)
+        assert fast.contratos.equals(tolerant.contratos)
+        assert fast.contratacoes.height + fast.contratos.height == 300
     (tmp_path / "empty.jsonl").write_bytes(b"")
-    assert dataset_from_ndjson(tmp_path / "empty.jsonl").contratacoes.height == 0
+    empty = dataset_from_ndjson(tmp_path / "empty.jsonl")
+    assert empty.contratacoes.height == empty.contratos.height == 0
 
 
 def test_split_ndjson_counts_objects_of_neither_kind(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from cidadao.redflags.engine import run_rules
-from cidadao.redflags.frame import dataset_from_table, frame_from_ndjson
+from cidadao.redflags.frame import dataset_from_ndjson
 from cidadao.sources.sanctions import read_sanctions
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -33,8 +33,8 @@ RULES = [
 @pytest.mark.parametrize("rule", RULES)
 def test_golden(rule: str) -> None:
     sanctions_path = GOLDEN / f"{rule}.sanctions.csv"
-    data = dataset_from_table(
-        frame_from_ndjson(GOLDEN / f"{rule}.input.jsonl"),
+    data = dataset_from_ndjson(
+        GOLDEN / f"{rule}.input.jsonl",
         read_sanctions(sanctions_path) if sanctions_path.exists() else None,
     )
     result = run_rules(data, [rule])

@@ -282,21 +282,6 @@ def _typed_chunks(path: str | Path, chunk_bytes: int) -> Iterator[pl.DataFrame]:
         yield _typed(_flatten(pl.read_ndjson(io.BytesIO(chunk), schema=schema)))
 
 
-def frame_from_ndjson(path: str | Path, chunk_bytes: int = 32 << 20) -> pl.DataFrame:
-    """Typed frame of a JSON Lines file of raw PNCP records, read natively by polars.
-
-    Read in chunks of about `chunk_bytes`, each typed before the next is parsed, so memory holds the typed
-    columns plus one chunk of raw text rather than the whole raw file (parsing a chunk takes several times
-    its size, so 32 MiB chunks peak about 200 MiB lower than 128 MiB ones at the same speed). Raises
-    polars.exceptions.PolarsError when polars cannot read it (a line that is not JSON, a nested field that
-    is not an object); callers fall back to a tolerant reader.
-    """
-    typed = list(_typed_chunks(path, chunk_bytes))
-    if not typed:
-        return _typed(_flatten(pl.DataFrame(schema=_raw_schema())))
-    return pl.concat(typed, rechunk=False)
-
-
 class KindFrames(NamedTuple):
     """Typed records of one source split by kind, and how many rows were neither kind."""
 
@@ -317,7 +302,7 @@ def split_kinds(frames: Iterable[pl.DataFrame]) -> KindFrames:
         contratos.append(typed.filter(kind == RecordKind.CONTRATO.value))
         unrecognised += typed.height - contratacoes[-1].height - contratos[-1].height
     if not contratacoes:
-        empty = _typed(_flatten(pl.DataFrame(schema=_raw_schema())))
+        empty = frame_from_raw([])
         return KindFrames(empty, empty, 0)
     return KindFrames(
         pl.concat(contratacoes, rechunk=False), pl.concat(contratos, rechunk=False), unrecognised
@@ -325,14 +310,21 @@ def split_kinds(frames: Iterable[pl.DataFrame]) -> KindFrames:
 
 
 def split_ndjson(path: str | Path, chunk_bytes: int = 32 << 20) -> KindFrames:
-    """`frame_from_ndjson(path)` split by kind chunk by chunk as it is read. Raises like it."""
+    """Typed records of a JSON Lines file of raw PNCP records, read natively by polars, split by kind.
+
+    Read in chunks of about `chunk_bytes`, each typed and split before the next is parsed, so memory holds
+    the typed columns plus one chunk of raw text rather than the whole raw file (parsing a chunk takes several
+    times its size, so 32 MiB chunks peak about 200 MiB lower than 128 MiB ones at the same speed). Raises
+    polars.exceptions.PolarsError when polars cannot read it (a line that is not JSON, a nested field that
+    is not an object); callers fall back to a tolerant reader (`frame_from_raw`).
+    """
     return split_kinds(_typed_chunks(path, chunk_bytes))
 
 
 def dataset_from_ndjson(
     path: str | Path, sanctions: pl.DataFrame | None = None, chunk_bytes: int = 32 << 20
 ) -> Dataset:
-    """`dataset_from_table(frame_from_ndjson(path), sanctions)` with a lower memory peak (see split_kinds)."""
+    """Dataset of a JSON Lines file of raw PNCP records (see split_ndjson)."""
     split = split_ndjson(path, chunk_bytes)
     return dataset_from_frames(split.contratacoes, split.contratos, sanctions)
 
