@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import gc
 import logging
 
 import pytest
 from tests.api.conftest import TestClient, make_settings
 
-from cidadao.api.app import create_app
+from cidadao.api.app import create_app, serve_app
+from cidadao.config import get_settings
 
 
 def test_start_up_logs_channel_counts_never_urls(sqlite_url: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -26,3 +28,19 @@ def test_opentelemetry_bridge_follows_its_setting(sqlite_url: str, enabled: bool
     app = create_app(make_settings(sqlite_url, api_opentelemetry=enabled))
     config = app._telemetry  # FastAPI's own switches for its OpenTelemetry bridge
     assert (config["tracing"], config["metrics"], config["logs"]) == (enabled, enabled, enabled)
+
+
+def test_worker_factory_sets_the_loaded_app_aside_from_the_garbage_collector(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    get_settings.cache_clear()
+    threshold = gc.get_threshold()
+    try:
+        serve_app()
+        assert gc.get_freeze_count() > 10_000
+        assert gc.get_threshold()[0] > threshold[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        get_settings.cache_clear()

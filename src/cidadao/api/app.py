@@ -147,7 +147,10 @@ def serve_app() -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     # The ~150k long-lived objects of the loaded app leave the collector's view: otherwise every full
-    # collection walks them all (~20-40 ms) while requests wait, which showed as p99 latency.
+    # collection walks them all (~20-40 ms) while requests wait, which showed as p99 latency. A request
+    # allocates a few thousand containers and frees them by reference counting; collecting the youngest
+    # generation every 20,000 allocations instead of 700 saved ~10 % of an uncached list's CPU.
     gc.collect()
     gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
     return app
