@@ -32,6 +32,7 @@ def web_command(settings: Settings, workers: int = 2) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "--factory", "cidadao.api.app:serve_app",
         "--host", "0.0.0.0", "--port", str(settings.port), "--workers", str(workers),
+        "--no-access-log",  # the request middleware logs each request with its request id
     ]  # fmt: skip
 
 
