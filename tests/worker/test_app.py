@@ -10,16 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from kombu import Connection
+from sqlalchemy import create_engine, select, text
 
 from cidadao.config import get_settings, load_settings
 from cidadao.monitor.jobs import JOBS
+from cidadao.monitor.jobs import Queue as JobQueue
 from cidadao.runtime.supervisor import WORKER_QUEUES, worker_command
 from cidadao.sources.replay import ReplayServer
 from cidadao.store.db import engine_for, transaction, upgrade
 from cidadao.store.models import InvestigationRow, JobRunRow
 from cidadao.worker import tasks
-from cidadao.worker.app import celery_app, celery_config, task_routes
+from cidadao.worker.app import celery_app, celery_config, declare_embedded_queues, task_routes
 from cidadao.worker.beat import beat_schedule
 
 PROCFILE = Path(__file__).resolve().parents[2] / "Procfile"
@@ -129,3 +131,20 @@ def test_every_task_runs_under_plain_stdlib_logging(
             select(JobRunRow.status).where(JobRunRow.job == f"investigate-{investigation_id}")
         )
     assert any(record.name.startswith("cidadao.worker") for record in plain_logging)
+
+
+def test_embedded_broker_queues_exist_before_any_process_uses_them(tmp_path: Path) -> None:
+    url = f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"
+    declare_embedded_queues(url)
+    declare_embedded_queues(url)  # a restart of `cidadao up` finds them and adds nothing
+    engine = create_engine(f"sqlite:///{tmp_path / 'broker.sqlite'}")
+    with engine.connect() as connection:
+        names = connection.execute(text("SELECT name FROM kombu_queue")).scalars().all()
+    engine.dispose()
+    assert sorted(names) == sorted(queue.value for queue in JobQueue)
+
+    with Connection(url) as connection:
+        connection.SimpleQueue("critical").put({"probe": 1})
+        message = connection.SimpleQueue("critical").get(timeout=5)
+        message.ack()
+    assert message.payload == {"probe": 1}

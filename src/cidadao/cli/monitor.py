@@ -101,6 +101,10 @@ def up(
         # Migrations run once, here, before any child starts.
         upgrade(settings().effective_database_url)
     embedded = not (env.get("REDIS_URL") if demo else settings().redis_url)
+    if embedded:
+        from cidadao.worker.app import declare_embedded_queues  # imported here: it builds the Celery app
+
+        declare_embedded_queues(env.get("EMBEDDED_BROKER_URL") or settings().embedded_broker_url)
     children = [
         Child("web", web_command(settings(), workers=1), env),
         Child("worker", worker_command(concurrency=2 if embedded else 4), env),

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init, worker_ready
-from kombu import Exchange, Queue
+from kombu import Connection, Exchange, Queue
 
 from cidadao.config import Settings, get_settings
 from cidadao.logs import configure_logging
@@ -31,13 +31,35 @@ def task_routes() -> dict[str, dict[str, Any]]:
     return routes
 
 
+def broker_queues() -> list[Queue]:
+    exchange = Exchange("cidadao", type="direct")
+    return [
+        Queue(queue.value, exchange, routing_key=queue.value, queue_arguments={"x-max-priority": 10})
+        for queue in JobQueue
+    ]
+
+
+# Options go to create_engine: web, worker and beat share the file, so wait for its lock.
+SQLITE_TRANSPORT = {"connect_args": {"timeout": 30}}
+
+
+def declare_embedded_queues(url: str) -> None:
+    """Create the embedded broker's tables and queues before the processes sharing it start.
+
+    Kombu's SQLAlchemy transport creates a queue's row on first use under a lock held within one process only;
+    web, worker and beat declaring one queue at once leave the loser's session failed for good.
+    """
+    with Connection(url, transport_options=SQLITE_TRANSPORT) as connection:
+        channel = connection.default_channel
+        for queue in broker_queues():
+            queue(channel).declare()
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     url = broker_url(settings)
-    exchange = Exchange("cidadao", type="direct")
     transport: dict[str, Any] = {}
     if url.startswith("sqla+sqlite"):
-        # Options go to create_engine: web, worker and beat share the file, so wait for its lock.
-        transport = {"connect_args": {"timeout": 30}}
+        transport = SQLITE_TRANSPORT
     if url.startswith(("redis://", "rediss://")):
         # Unacked messages come back after the visibility timeout; the queues are polled in the order given
         # (critical first) and message priorities are honoured within a queue.
@@ -58,10 +80,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_max_retries": None,  # keep reconnecting after broker loss, never give up
         "broker_channel_error_retry": True,
         "broker_heartbeat": 10,
-        "task_queues": [
-            Queue(queue.value, exchange, routing_key=queue.value, queue_arguments={"x-max-priority": 10})
-            for queue in JobQueue
-        ],
+        "task_queues": broker_queues(),
         "task_default_queue": JobQueue.DEFAULT.value,
         "task_default_exchange": "cidadao",
         "task_default_routing_key": JobQueue.DEFAULT.value,
