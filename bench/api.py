@@ -7,6 +7,7 @@ the app factory and, on another port, a bare ASGI app answering a constant; then
 (closed loop, loopback) and prints req/s, p50 and p99 for `/health`, `/v1/findings?severity=high` (first page
 and a deep cursor page), `/v1/findings/{id}` (random ids) and the bare app, with each one's share of the
 bare app's throughput. Goal: >= 2,000 req/s, p99 <= 50 ms on the findings list, >= 50 % of the bare app.
+The API's workers share their metrics through PROMETHEUS_MULTIPROC_DIR, as under `cidadao serve --workers 2`.
 """
 
 from __future__ import annotations
@@ -217,6 +218,7 @@ def main() -> None:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = f"{args.database_url}?options=-csearch_path%3D{schema}"
     servers: list[subprocess.Popen[bytes]] = []
+    metrics_dir = ""
     try:
         upgrade(url)
         load(url.replace("postgresql+psycopg://", "postgresql://"), args.findings)
@@ -228,7 +230,10 @@ def main() -> None:
             "REDIS_URL": "",
         }
         api_port, bare_port = free_port(), free_port()
-        servers.append(serve(["--factory", "cidadao.api.app:serve_app"], api_port, env))
+        # As deployed (`cidadao serve --workers 2`): metrics summed over the workers through files.
+        metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
+        api_env = {**env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+        servers.append(serve(["--factory", "cidadao.api.app:serve_app"], api_port, api_env))
         bench_dir = str(Path(__file__).resolve().parent)
         servers.append(serve(["--app-dir", bench_dir, "api:bare_app"], bare_port, env))
         api = f"http://127.0.0.1:{api_port}"
@@ -268,6 +273,8 @@ def main() -> None:
         with admin.connect() as connection:
             connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
     baseline = results[0][1]["rps"]
     print(

@@ -3,7 +3,7 @@
 Results must be JSON-serialisable (what source APIs return); they come back as JSON types (tuples as lists).
 A failing cache never fails the call: errors are counted and the function runs. A first parameter named
 `self` or `cls` is left out of the key, so methods of different client instances share entries.
-Hits, misses and errors are exported to Prometheus (cidadao_cache_requests_total, cidadao_cache_hit_ratio);
+Hits, misses and errors are counted for Prometheus (cidadao_cache_requests_total, and the API's hit ratio);
 with Redis they are also tallied there, so the API's /metrics shows the ratio of the workers' source calls.
 """
 
@@ -22,7 +22,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 import orjson
 import redis
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
 from cidadao.config import get_settings
 from cidadao.logs import get_logger
@@ -62,9 +62,6 @@ def stats() -> dict[str, dict[str, int]]:
 def reset_stats() -> None:
     with _tally_lock:
         _tally.clear()
-
-
-Gauge("cidadao_cache_hit_ratio", "Source cache hits / lookups since start").set_function(hit_ratio)
 
 
 class Backend(Protocol):

@@ -1,14 +1,19 @@
 """Prometheus metrics: request latency by route template, plus figures read from the database at scrape time
 (findings by rule and severity, runs by outcome, outbox depth and dead letters). Cache metrics live in
-`cidadao.cache`. With PROMETHEUS_MULTIPROC_DIR set, process metrics are aggregated across uvicorn workers.
+`cidadao.cache`. With PROMETHEUS_MULTIPROC_DIR set, process metrics are aggregated across uvicorn workers;
+`cidadao serve --workers N` sets it up.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -136,8 +141,62 @@ class AppMetrics:
             self.database.register(SharedCacheCollector(redis_url))
 
     def render(self) -> bytes:
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        process: Collector = REGISTRY
+        if os.environ.get(MULTIPROC_DIR):
             process = CollectorRegistry()
             MultiProcessCollector(process)  # type: ignore[no-untyped-call]
-            return generate_latest(process) + generate_latest(self.database)
-        return generate_latest(REGISTRY) + generate_latest(self.database)
+        families = list(process.collect())
+        return generate_latest(Families([*families, cache_hit_ratio(families)])) + generate_latest(
+            self.database
+        )
+
+
+class Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def cache_hit_ratio(families: list[Metric]) -> Metric:
+    """Hits / (hits + misses) of the source cache, from the lookup counters (summed over workers)."""
+    tally = {"hit": 0.0, "miss": 0.0}
+    for family in families:
+        if family.name == "cidadao_cache_requests":
+            for sample in family.samples:
+                result = sample.labels.get("result", "")
+                if sample.name.endswith("_total") and result in tally:
+                    tally[result] += sample.value
+    ratio = GaugeMetricFamily("cidadao_cache_hit_ratio", "Source cache hits / lookups since start")
+    lookups = tally["hit"] + tally["miss"]
+    ratio.add_metric([], tally["hit"] / lookups if lookups else 0.0)
+    return ratio
+
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def metrics_shared_by_workers(workers: int) -> Iterator[None]:
+    """Around a uvicorn run: with several workers, each writes its metrics to files in one directory that
+    `/metrics` sums (prometheus_client's multiprocess mode); otherwise each scrape would show the counters of
+    whichever worker answered. Workers inherit the variable, so it is set before they start."""
+    configured = os.environ.get(MULTIPROC_DIR)
+    if configured:
+        directory = Path(configured)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):  # a previous run's counters would be summed in
+            stale.unlink()
+        yield
+        return
+    if workers < 2:
+        yield
+        return
+    created = tempfile.mkdtemp(prefix="cidadao-metrics-")
+    os.environ[MULTIPROC_DIR] = created
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_DIR, None)
+        shutil.rmtree(created, ignore_errors=True)

@@ -9,6 +9,7 @@ import uvicorn
 from rich.table import Table
 
 from cidadao.api.auth import create_api_key, list_api_keys, parse_scopes, revoke_api_key
+from cidadao.api.metrics import metrics_shared_by_workers
 from cidadao.cli.app import app, console, err_console, migrated_engine, settings
 
 apikey_app = typer.Typer(help="API keys (stored hashed; the key is shown once).", no_args_is_help=True)
@@ -24,17 +25,18 @@ def serve(
 ) -> None:
     """Run the HTTP API (FastAPI under uvicorn)."""
     migrated_engine()  # refuse to serve an unmigrated database, before forking workers
-    uvicorn.run(
-        "cidadao.api.app:serve_app",
-        factory=True,
-        host=host,
-        port=port or settings().port,
-        workers=workers,
-        reload=reload,
-        proxy_headers=True,
-        access_log=False,  # our middleware logs each request with its request id
-        log_config=None,
-    )
+    with metrics_shared_by_workers(workers):
+        uvicorn.run(
+            "cidadao.api.app:serve_app",
+            factory=True,
+            host=host,
+            port=port or settings().port,
+            workers=workers,
+            reload=reload,
+            proxy_headers=True,
+            access_log=False,  # our middleware logs each request with its request id
+            log_config=None,
+        )
 
 
 @apikey_app.command("create")
