@@ -5,6 +5,7 @@
 Generates PNCP-shaped records, then in a fresh schema measures:
 - `ingest_file` of the JSON Lines file (read + validate + upsert + quarantine + run counts), first load;
 - the same file again (every record unchanged: the idempotent re-fetch path);
+- both again with the file shared by two processes (`ingest_file(..., jobs=2)`, as `ingest file --jobs 2`);
 - a plain psycopg COPY of the same typed rows and raw JSON into a table shaped like `records`.
 Prints records per wall second and per CPU second (this process plus its PostgreSQL backends) of each, the CPU
 per record split between Python and PostgreSQL, and the ratio of the first load to COPY. Goal: >= 20,000
@@ -105,6 +106,15 @@ def run(url: str, path: Path) -> None:
     with meter.measure("ingest_file, unchanged", results):
         again = ingest_file(engine, path)
     assert again.unchanged == first.ingested == first.fetched, (first.counts(), again.counts())
+    # The same two loads shared by two processes (`--jobs 2`), into emptied tables.
+    with engine.begin() as connection:
+        connection.exec_driver_sql("TRUNCATE records, buyers, suppliers, quarantine CASCADE")
+    with meter.measure("first load, 2 processes", results):
+        shared = ingest_file(engine, path, jobs=2)
+    with meter.measure("unchanged, 2 processes", results):
+        shared_again = ingest_file(engine, path, jobs=2)
+    assert shared.counts() == first.counts(), shared.counts()
+    assert shared_again.counts() == again.counts(), shared_again.counts()
     with meter.measure("read + validate only", results):
         records = [item for item in parse_records(read_records(path)) if isinstance(item, Record)]
     with engine.connect() as connection:
@@ -119,6 +129,9 @@ def run(url: str, path: Path) -> None:
     print(f"{'':<24}  {header}")
     for label, wall, process, backends in results:
         cpu = process + backends
+        if "processes" in label:  # the share processes and their backends are not metered
+            print(f"{label:<24}: {wall:7.2f} {count / wall:8,.0f}")
+            continue
         print(
             f"{label:<24}: {wall:7.2f} {count / wall:8,.0f}   {cpu:7.2f} {count / cpu:9,.0f}   "
             f"{process / count * 1e6:14.0f} {backends / count * 1e6:4.0f}"
@@ -130,6 +143,7 @@ def run(url: str, path: Path) -> None:
     )
     print(f"first load / COPY, wall : {copy_wall / load_wall:.1%}")
     print(f"first load / COPY, CPU  : {copy_cpu / load_cpu:.1%}")
+    print(f"2 processes / COPY, wall: {copy_wall / timing['first load, 2 processes'][0]:.1%}")
     one, five, _ = os.getloadavg()
     print(f"load average (1, 5 min) : {one:.1f}, {five:.1f} on {os.cpu_count()} CPUs")
 

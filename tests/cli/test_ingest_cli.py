@@ -122,7 +122,8 @@ def test_demo_twice_stores_the_sample_once(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_generated_file_ingests_completely_and_idempotently(db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_generated_file_ingests_completely_and_idempotently(db_url: str, tmp_path: Path, jobs: str) -> None:
     path = tmp_path / "generated.jsonl"
     result = runner.invoke(app, ["generate", "--records", "1500", "--seed", "3", "--out", str(path)])
     assert result.exit_code == 0, result.output
@@ -130,10 +131,10 @@ def test_generated_file_ingests_completely_and_idempotently(db_url: str, tmp_pat
     assert len(path.read_bytes().splitlines()) == 1500
 
     env = {"DATABASE_URL": db_url}
-    first = runner.invoke(app, ["ingest", "file", str(path)], env=env)
+    first = runner.invoke(app, ["ingest", "file", str(path), "--jobs", jobs], env=env)
     assert first.exit_code == 0, first.output
     assert "│ 1500    │ 1500     │ 0       │ 0         │ 0 " in first.output
-    second = runner.invoke(app, ["ingest", "file", str(path)], env=env)
+    second = runner.invoke(app, ["ingest", "file", str(path), "--jobs", jobs], env=env)
     assert "│ 1500    │ 0        │ 0       │ 1500      │ 0 " in second.output
     with engine_for(db_url).connect() as connection:
         kinds = dict(connection.execute(select(RecordRow.kind, func.count()).group_by(RecordRow.kind)).all())

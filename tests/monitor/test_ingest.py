@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import pickle
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -14,8 +15,8 @@ from sqlalchemy import Engine, Text, cast, func, select
 from cidadao.config import load_settings
 from cidadao.data import sample_paths
 from cidadao.domain.records import Rejection
-from cidadao.monitor.ingest import IngestFailed, ingest_file, ingest_pncp, ingest_raw
-from cidadao.sources.files import read_records
+from cidadao.monitor.ingest import IngestFailed, IngestStats, ingest_file, ingest_pncp, ingest_raw
+from cidadao.sources.files import line_share, read_records
 from cidadao.sources.pncp import PncpClient
 from cidadao.store.db import engine_for, transaction, upgrade
 from cidadao.store.models import BuyerRow, IngestionRunRow, QuarantineRow, RecordRow, WatermarkRow
@@ -318,3 +319,83 @@ def test_real_client_over_recorded_pages_then_a_failing_endpoint_fails_the_run(e
     assert (run.status, run.ingested) == ("failed", 89)
     assert "HTTP 503" in (run.error or "")
     assert marks == {"pncp:contratacoes@20250101-20250101": None}
+
+
+def shared_file(path: Path) -> list[bytes]:
+    """JSON Lines of 60 dispensas, a later version of two of them further down, and three unusable lines."""
+    lines = [orjson.dumps(raw_contratacao(n)) for n in range(1, 61)]
+    for number in (7, 8):
+        later = {
+            **raw_contratacao(number),
+            "valorTotalEstimado": 99.5,
+            "dataAtualizacao": "2025-03-01T10:00:00",
+        }
+        lines.append(orjson.dumps(later))
+    lines += [
+        b'{"numeroControlePNCP": "1-',
+        orjson.dumps({**raw_contratacao(70), "valorTotalEstimado": "x"}),
+        b"[1]",
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return lines
+
+
+@pytest.mark.postgres
+def test_a_file_shared_by_two_processes_is_stored_as_by_one(pg_url: str, tmp_path: Path) -> None:
+    upgrade(pg_url)
+    engine = engine_for(pg_url)
+    path = tmp_path / "records.jsonl"
+    lines = shared_file(path)
+    shares = {line_share(line, number, 2) for number, line in enumerate(lines, start=1)}
+    assert shares == {0, 1}  # both processes get work
+    seen: list[dict[str, int]] = []
+    stats = ingest_file(engine, path, jobs=2, progress=lambda s: seen.append(s.counts()))
+    # As in one process: a later version in the same batch replaces the earlier before it is stored.
+    assert stats.counts() == {"fetched": 65, "ingested": 60, "updated": 0, "unchanged": 2, "quarantined": 3}
+    assert seen[-1] == stats.counts()
+    assert sorted(stats.changed) == sorted(
+        {str(raw_contratacao(n)["numeroControlePNCP"]) for n in range(1, 61)}
+    )
+    with engine.connect() as connection:
+        runs = connection.execute(
+            select(
+                IngestionRunRow.id, IngestionRunRow.status, IngestionRunRow.fetched, IngestionRunRow.ingested
+            )
+        ).all()
+        stored = select(RecordRow.control_number, RecordRow.value_estimated)
+        values = dict(connection.execute(stored).tuples().all())
+        reasons = connection.scalars(select(QuarantineRow.reason)).all()
+    assert [tuple(run) for run in runs] == [(stats.run_id, "succeeded", 65, 60)]  # both shares counted
+    assert len(values) == 60
+    assert values["06140404000167-1-000007/2025"] == values["06140404000167-1-000008/2025"] == 99.5
+    assert len(reasons) == 3
+    assert all(reason for reason in reasons)
+    again = ingest_file(engine, path, jobs=2)
+    assert (again.unchanged, again.ingested, again.updated) == (62, 0, 0)
+
+
+def test_jobs_fall_back_to_one_process_on_sqlite(sqlite_url: str, tmp_path: Path) -> None:
+    upgrade(sqlite_url)
+    path = tmp_path / "records.jsonl"
+    shared_file(path)
+    stats = ingest_file(engine_for(sqlite_url), path, jobs=2)
+    assert (stats.ingested, stats.unchanged, stats.quarantined) == (60, 2, 3)
+
+
+def test_every_version_of_a_record_goes_to_the_same_share() -> None:
+    first = orjson.dumps(raw_contratacao(5))
+    later = orjson.dumps({**raw_contratacao(5), "valorTotalEstimado": 1.0, "objetoCompra": "outro"})
+    spaced = first.replace(b'"numeroControlePNCP":', b'"numeroControlePNCP" : ')
+    for count in (2, 3, 4):
+        assert line_share(first, 1, count) == line_share(later, 999, count) == line_share(spaced, 42, count)
+    assert [line_share(b"[1]", number, 2) for number in (1, 2, 3)] == [1, 0, 1]
+    spread = [line_share(orjson.dumps(raw_contratacao(n)), n, 2) for n in range(1000)]
+    assert 400 < sum(spread) < 600
+
+
+def test_a_failure_in_a_share_process_reaches_the_caller_with_its_counts() -> None:
+    failure = pickle.loads(
+        pickle.dumps(IngestFailed("OperationalError: gone", IngestStats(fetched=3, ingested=2)))
+    )
+    assert str(failure) == "OperationalError: gone"
+    assert failure.stats.counts()["ingested"] == 2

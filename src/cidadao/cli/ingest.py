@@ -62,6 +62,9 @@ def ingest_files(
     paths: list[Path] = typer.Argument(
         ..., exists=True, dir_okay=False, readable=True, help="PNCP page, JSON array, JSON Lines or CSV."
     ),
+    jobs: int = typer.Option(
+        1, "--jobs", min=1, help="Processes sharing each JSON Lines file (PostgreSQL; e.g. the CPU count)."
+    ),
 ) -> None:
     """Ingest PNCP records from files; unusable records go to quarantine with their reason."""
     engine = migrated_engine()
@@ -69,7 +72,7 @@ def ingest_files(
     for path in paths:
         try:
             with _progress(f"ingesting {path.name}") as progress:
-                results.append((path.name, ingest_file(engine, path, progress=progress)))
+                results.append((path.name, ingest_file(engine, path, progress=progress, jobs=jobs)))
         except IngestFailed as error:
             raise _fail(error, path.name) from error
     print_counts("ingestion", results)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import gc
 import itertools
+import multiprocessing
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, wait
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -26,10 +28,10 @@ from sqlalchemy.orm import Session
 from cidadao.config import Settings
 from cidadao.domain.records import Record, RecordKind, Rejection
 from cidadao.logs import get_logger
-from cidadao.sources.files import SourcedRecord, read_sourced_records
+from cidadao.sources.files import SourcedRecord, detect_format, read_sourced_records
 from cidadao.sources.pncp import MAX_PAGE_SIZE, Page, PncpClient, Window, split_window
 from cidadao.sources.pncp_schema import BRASILIA, parse_record
-from cidadao.store.db import transaction
+from cidadao.store.db import engine_for, transaction
 from cidadao.store.repositories import (
     add_run_counts,
     finish_run,
@@ -84,6 +86,9 @@ class IngestFailed(RuntimeError):
     def __init__(self, message: str, stats: IngestStats) -> None:
         super().__init__(message)
         self.stats = stats
+
+    def __reduce__(self) -> tuple[type[IngestFailed], tuple[str, IngestStats]]:
+        return IngestFailed, (str(self), self.stats)  # from a share's process to the caller's
 
 
 Progress = Callable[[IngestStats], None]
@@ -241,10 +246,78 @@ def _in_background(items: Iterator[T], depth: int = 2) -> Iterator[T]:
 
 
 def ingest_file(
-    engine: Engine, path: str | Path, run: int | None = None, progress: Progress | None = None
+    engine: Engine,
+    path: str | Path,
+    run: int | None = None,
+    progress: Progress | None = None,
+    *,
+    jobs: int = 1,
 ) -> IngestStats:
-    """Ingest a PNCP export: a response page, a JSON array, JSON Lines or the flattened CSV."""
+    """Ingest a PNCP export: a response page, a JSON array, JSON Lines or the flattened CSV.
+
+    With `jobs` > 1, a JSON Lines file going into PostgreSQL is shared among that many processes by control
+    number (`files.line_share`): each reads the file, validates and stores its share in its own batches and
+    transactions, under the same ingestion run. Other files and SQLite (one writer at a time) use one.
+    """
+    with Path(path).open("rb") as stream:
+        json_lines = detect_format(stream, Path(path).suffix.lower()) == "jsonl"
+    if jobs > 1 and json_lines and engine.dialect.name == "postgresql":
+        return _ingest_file_shared(engine, Path(path), run, progress, jobs)
     return _ingest_sourced(engine, "file", read_sourced_records(path), run, progress)
+
+
+_COUNTS = tuple(IngestStats().counts())
+_share_counts: Any = None  # in a share's process: its slots of the counts every share reports
+
+
+def _ingest_file_shared(
+    engine: Engine, path: Path, run: int | None, progress: Progress | None, jobs: int
+) -> IngestStats:
+    # forkserver: children start from a clean process with this module imported, not from a fork of a
+    # caller that may hold threads (progress bars) and open connections.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    counts = context.Array("q", len(_COUNTS) * jobs, lock=False)
+    url = engine.url.render_as_string(hide_password=False)
+    stats = IngestStats()
+    with (
+        _running(engine, "file", run, stats) as run_id,
+        ProcessPoolExecutor(jobs, context, initializer=_share_init, initargs=(counts,)) as pool,
+    ):
+        shares = [pool.submit(_ingest_share, url, str(path), run_id, (index, jobs)) for index in range(jobs)]
+        while wait(shares, timeout=0.25).not_done:
+            if progress:
+                progress(_summed(counts, jobs))
+        for share in shares:
+            stats.add(share.result())
+    if progress:
+        progress(stats)
+    return stats
+
+
+def _share_init(counts: Any) -> None:
+    global _share_counts
+    _share_counts = counts
+
+
+def _summed(counts: Any, jobs: int) -> IngestStats:
+    width = len(_COUNTS)
+    totals = {name: sum(counts[share * width + i] for share in range(jobs)) for i, name in enumerate(_COUNTS)}
+    return IngestStats(**totals)
+
+
+def _ingest_share(url: str, path: str, run_id: int, share: tuple[int, int]) -> IngestStats:
+    offset = share[0] * len(_COUNTS)
+
+    def report(stats: IngestStats) -> None:
+        for i, value in enumerate(stats.counts().values()):
+            _share_counts[offset + i] = value
+
+    engine = engine_for(url)
+    try:
+        return _ingest_sourced(engine, "file", read_sourced_records(path, share=share), run_id, report)
+    finally:
+        engine.dispose()
 
 
 @contextmanager

@@ -12,6 +12,7 @@ Formats, detected by content (the extension is only a tie-breaker):
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -43,15 +44,21 @@ def read_records(
         yield item
 
 
-def read_sourced_records(path: str | Path, file_format: FileFormat | None = None) -> Iterator[SourcedRecord]:
+def read_sourced_records(
+    path: str | Path, file_format: FileFormat | None = None, share: tuple[int, int] | None = None
+) -> Iterator[SourcedRecord]:
     """`read_records` with each record's JSON text when a JSON Lines line holds exactly that record (else
-    None): ingestion stores that text as the raw JSON instead of serialising the parsed record again."""
+    None): ingestion stores that text as the raw JSON instead of serialising the parsed record again.
+
+    `share` (index, count): of a JSON Lines file, only the lines `line_share` gives to reader `index` of
+    `count` (the others are not parsed); other formats are read whole.
+    """
     path = Path(path)
     with path.open("rb") as stream:
         detected = file_format or detect_format(stream, path.suffix.lower())
         stream.seek(0)
         if detected == "jsonl":
-            yield from _read_json_lines(stream)
+            yield from _read_json_lines(stream, share)
             return
         for item in _read_csv(stream) if detected == "csv" else _read_json(stream):
             yield item, None
@@ -94,11 +101,27 @@ def _as_record(value: Any, where: str) -> dict[str, Any] | Rejection:
     return Rejection(f"{where}: not a JSON object but {type(value).__name__}", value)
 
 
-def _read_json_lines(stream: IO[bytes]) -> Iterator[SourcedRecord]:
+_CONTROL_KEY = b'"numeroControlePNCP"'
+
+
+def line_share(line: bytes, number: int, count: int) -> int:
+    """Which of `count` readers takes a JSON Lines line: by its first control number, so that every version
+    of a record goes to the same reader, in file order (by line number when the line has none)."""
+    key = line.find(_CONTROL_KEY)
+    if key < 0:
+        return number % count
+    start = line.find(b'"', key + len(_CONTROL_KEY)) + 1
+    end = line.find(b'"', start)
+    return zlib.crc32(line[start:end]) % count
+
+
+def _read_json_lines(stream: IO[bytes], share: tuple[int, int] | None = None) -> Iterator[SourcedRecord]:
     for number, line in enumerate(stream, start=1):
         if number == 1:
             line = line.removeprefix(_BOM)
         if not line.strip():
+            continue
+        if share is not None and line_share(line, number, share[1]) != share[0]:
             continue
         try:
             value = orjson.loads(line)
