@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any, ClassVar
 
 import polars as pl
@@ -65,10 +66,11 @@ class OverLimit(Indicator):
 
     @staticmethod
     def _contracts(data: Dataset, usable: pl.DataFrame, purchases: pl.DataFrame) -> pl.DataFrame:
-        """Contratos above the limit of their dispensa, when the dispensa itself was not flagged."""
-        parents = usable.filter(
-            ~pl.col("control_number").is_in(purchases["control_number"].implode())
-        ).select(
+        """Contratos above the limit of their dispensa, when the dispensa itself was not flagged.
+
+        The flagged dispensas are left out after the join, from its few rows, rather than from all dispensas.
+        """
+        parents = usable.select(
             pl.col("control_number").alias("purchase_control_number"),
             "inciso",
             "limit_year",
@@ -85,12 +87,13 @@ class OverLimit(Indicator):
         return (
             contratos.join(parents, on="purchase_control_number", how="inner")
             .filter(pl.col("value").is_not_null() & (pl.col("value") >= pl.col("limit")))
+            .filter(~pl.col("purchase_control_number").is_in(purchases["control_number"].implode()))
             .with_columns(pl.lit("valorGlobal").alias("value_source"))
         )
 
     def _findings(self, rows: pl.DataFrame, kind: RecordKind, params: Mapping[str, Any]) -> list[Finding]:
-        """Money, messages, citations and links formatted column-wise; the loop only assembles findings (they
-        are few: dicts per row cost little here)."""
+        """Money, messages, citations and links formatted column-wise; the loop only assembles findings, from
+        column lists (a dict per row from the frame cost more than the rest of the loop)."""
         value, limit = pl.col("value"), pl.col("limit")
         contrato = kind is RecordKind.CONTRATO
         subject = "Contrato de dispensa com valor global de " if contrato else "Dispensa de "
@@ -118,34 +121,52 @@ class OverLimit(Indicator):
             formatted = formatted.with_columns(cents_expr(pl.col("purchase_value")).alias("purchase_value"))
         critical_ratio = params["critical_ratio"]
         findings = []
-        for row in formatted.iter_rows(named=True):
-            ratio = row["value"] / row["limit"]
+        names = (
+            "control_number", "value", "limit", "value_cents", "value_source", "limit_cents", "limit_year",
+            "inciso", "doubled", "act", "buyer_cnpj", "unit_code", "link", "message", "citation",
+        )  # fmt: skip
+        purchases = (
+            zip(
+                formatted["purchase_control_number"].to_list(),
+                formatted["purchase_value"].to_list(),
+                strict=True,
+            )
+            if contrato
+            else repeat((None, None))
+        )
+        for (
+            record, value_, limit_, value_cents, value_source, limit_cents, limit_year, inciso, doubled, act,
+            buyer_cnpj, unit_code, own_link, text, citation,
+        ), (purchase, purchase_value) in zip(
+            zip(*(formatted[name].to_list() for name in names), strict=True), purchases, strict=False
+        ):  # fmt: skip
+            ratio = value_ / limit_
             evidence: dict[str, Any] = {
-                "value": row["value_cents"],
-                "value_source": row["value_source"],
-                "limit": row["limit_cents"],
-                "limit_year": row["limit_year"],
-                "inciso": row["inciso"],
-                "doubled": row["doubled"],
-                "act": row["act"],
+                "value": value_cents,
+                "value_source": value_source,
+                "limit": limit_cents,
+                "limit_year": limit_year,
+                "inciso": inciso,
+                "doubled": doubled,
+                "act": act,
                 "ratio": round(ratio, 4),
-                "buyer_cnpj": row["buyer_cnpj"],
-                "unit_code": row["unit_code"],
-                "link": row["link"],
+                "buyer_cnpj": buyer_cnpj,
+                "unit_code": unit_code,
+                "link": own_link,
             }
             if contrato:
-                evidence["purchase"] = row["purchase_control_number"]
-                evidence["purchase_value"] = row["purchase_value"]
+                evidence["purchase"] = purchase
+                evidence["purchase_value"] = purchase_value
             findings.append(
                 Finding(
-                    rule=self.id,
-                    rule_version=self.version,
-                    record=row["control_number"],
-                    severity=Severity.CRITICAL if ratio >= critical_ratio else Severity.HIGH,
-                    score=round(min(1.0, 0.6 + 0.4 * min(1.0, ratio - 1.0)), 3),
-                    message=row["message"],
-                    evidence=evidence,
-                    legal_basis=row["citation"],
+                    self.id,
+                    self.version,
+                    record,
+                    Severity.CRITICAL if ratio >= critical_ratio else Severity.HIGH,
+                    round(min(1.0, 0.6 + 0.4 * min(1.0, ratio - 1.0)), 3),
+                    text,
+                    evidence,
+                    citation,
                 )
             )
         return findings
