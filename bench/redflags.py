@@ -7,7 +7,9 @@
   (direct awards, contratos joined with their contratação) that indicators share;
 - rules: all registered indicators through `run_rules`, wall time per indicator and in total, findings built;
 - baseline (b): an idiomatic pandas version of over_limit, split_purchase and repeat_supplier on the same
-  typed data (converted once, not timed), building the same number of finding dicts with messages;
+  typed data (converted once, not timed), building the same number of finding dicts with messages; per rule
+  the polars rule alone and its pandas version run alternately, one warm-up run of each and then 3 timed runs
+  of each, and the medians (minima in parentheses) are compared;
 - peak RSS of the process (before pandas, and at the end);
 - CPU seconds of the process next to each wall time, and the load average, since the machine is shared.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +43,7 @@ from cidadao.sources.generator import write_jsonl
 
 OUT = Path(__file__).parent / "out"
 PANDAS_RULES = ("over_limit", "split_purchase", "repeat_supplier")
+REPEATS = 3  # timed runs of each side per rule, after one warm-up run of each
 INCISO = r"(?i)art(?:igo)?\.?\s*75\s*,?\s*(?:inciso\s*)?([ivxl]+)\b"
 UNIT = ["buyer_cnpj", "unit_code", "limit_year", "inciso", "doubled"]
 
@@ -59,6 +63,18 @@ def cpu_timed(work: Callable[[], Any]) -> tuple[float, float, Any]:
     started, cpu = time.perf_counter(), time.process_time()
     result = work()
     return time.perf_counter() - started, time.process_time() - cpu, result
+
+
+def medians(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """Median wall and median CPU seconds of (wall, CPU) runs."""
+    return statistics.median(wall for wall, _ in runs), statistics.median(cpu for _, cpu in runs)
+
+
+def spread(runs: list[tuple[float, float]]) -> str:
+    """`median wall [median CPU] (min wall [min CPU])` of (wall, CPU) runs."""
+    wall, cpu = medians(runs)
+    least_wall, least_cpu = min(wall for wall, _ in runs), min(cpu for _, cpu in runs)
+    return f"{wall:6.3f} [{cpu:5.2f}] ({least_wall:.3f} [{least_cpu:.2f}])"
 
 
 def load_average() -> str:
@@ -281,25 +297,36 @@ def main() -> None:
         return
     contratacoes, contratos, enriched = pandas_frames(data)
     # Each rule alone on both sides, polars with the dataset's derived frames (dispensas with their limits)
-    # dropped first, since the pandas version computes them too.
-    print(f"\nload average {load_average()}; wall s [CPU s]")
+    # dropped first, since the pandas version computes them too. The two sides alternate: one warm-up run of
+    # each, then REPEATS timed runs of each; medians (and minima) are compared, since single runs on a shared
+    # machine vary by tens of percent and the first run of each side pays for cold caches.
+    print(f"\nload average {load_average()}; wall s [CPU s], median (min) of {REPEATS} runs after a warm-up")
     print(
-        f"{'rule':<18}{'polars s':>16}{'pandas s':>16}{'wall ratio':>11}{'CPU ratio':>10}"
-        f"{'findings pl/pd':>18}"
+        f"{'rule':<16}{'polars s median (min)':>31}{'pandas s median (min)':>31}{'wall ratio':>11}"
+        f"{'CPU ratio':>10}{'findings pl/pd':>18}"
     )
     for rule, work in (
         ("over_limit", lambda: pandas_over_limit(contratacoes, contratos)),
         ("split_purchase", lambda: pandas_split_purchase(contratacoes, contratos)),
         ("repeat_supplier", lambda: pandas_repeat_supplier(enriched)),
     ):
-        data.__dict__.pop("_derived", None)
-        polars_wall, polars_cpu, alone = cpu_timed(lambda: run_rules(data, [rule]))  # noqa: B023
-        pandas_wall, pandas_cpu, found = cpu_timed(work)
+        polars_runs, pandas_runs = [], []
+        for attempt in range(1 + REPEATS):
+            data.__dict__.pop("_derived", None)
+            alone = None  # the previous run's findings are freed outside the timed part
+            polars_wall, polars_cpu, alone = cpu_timed(lambda: run_rules(data, [rule]))  # noqa: B023
+            found = None
+            pandas_wall, pandas_cpu, found = cpu_timed(work)
+            if attempt:
+                polars_runs.append((polars_wall, polars_cpu))
+                pandas_runs.append((pandas_wall, pandas_cpu))
+        (polars_wall, polars_cpu), (pandas_wall, pandas_cpu) = medians(polars_runs), medians(pandas_runs)
         polars_found = len(alone.per_rule[rule].findings)
+        check = "" if polars_found == len(found) else "  DIFFERENT"
         print(
-            f"{rule:<18}{polars_wall:>7.2f} [{polars_cpu:5.2f}]{pandas_wall:>7.2f} [{pandas_cpu:5.2f}]"
+            f"{rule:<16}{spread(polars_runs):>31}{spread(pandas_runs):>31}"
             f"{pandas_wall / polars_wall:>10.1f}x{pandas_cpu / polars_cpu:>9.1f}x"
-            f"{polars_found:>10,}/{len(found):,}"
+            f"{polars_found:>10,}/{len(found):,}{check}"
         )
     print(f"peak RSS (end, with pandas copies) {peak_rss_mib():7.0f} MiB")
 
