@@ -159,20 +159,20 @@ def reference_year() -> pl.Expr:
     return pl.coalesce(pl.col("published_at").dt.year().cast(pl.Int64), pl.col("year"))
 
 
-def _by_year(values: dict[int, float] | dict[int, str], dtype: pl.DataType) -> pl.Expr:
-    return pl.col("limit_year").replace_strict(values, default=None, return_dtype=dtype)
-
-
-def _limit_and_act() -> tuple[pl.Expr, pl.Expr]:
-    """Limit (before doubling) and act of each row's limit_year and inciso (I or II), null for a year missing
-    from the table: lookups by year, cheaper than a join on the two columns."""
-    rows = limits_table()
-    limit = (
-        pl.when(pl.col("inciso") == "I")
-        .then(_by_year({row.year: row.inciso_i for row in rows}, pl.Float64()))
-        .otherwise(_by_year({row.year: row.inciso_ii for row in rows}, pl.Float64()))
-    )
-    return limit, _by_year({row.year: row.act for row in rows}, pl.String())
+def _limit_tables() -> tuple[int, pl.Series, pl.Series]:
+    """First year of the table, the limits (rounded as the rules compare them) at `4 * (year - first) +
+    2 * (inciso II) + doubled`, and the acts at `year - first`; null for a year missing from the table."""
+    rows = {row.year: row for row in limits_table()}
+    first = min(rows, default=0)
+    years = [rows.get(year) for year in range(first, max(rows, default=-1) + 1)]
+    values: list[float | None] = []
+    for row in years:
+        for value in (None, None) if row is None else (row.inciso_i, row.inciso_ii):
+            values.extend((None, None) if value is None else (value, value * 2))
+    # Doubled in floating point and then rounded by polars, exactly as the limit was computed in a frame.
+    limits = pl.Series(values, dtype=pl.Float64()).round(2)
+    acts = pl.Series([None if row is None else row.act for row in years], dtype=pl.String())
+    return first, limits, acts
 
 
 def dispensa_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.DataFrame:
@@ -181,28 +181,64 @@ def dispensa_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.
 
     `limit` and `act` are null when the table has no row for the year (or the year is unknown). Revoked or
     annulled dispensas (PNCP situacaoCompraId 2 and 3) spent nothing and are left out.
+
+    The text work (inciso of the amparo name, consórcio in the buyer name) runs once per distinct name; each
+    row then needs one hash lookup per name column, both columns in one select (evaluated in parallel); the
+    inciso travels as a small code, and limit and act are picked from arrays by position.
     """
     live = pl.col("situation_id").is_null() | ~pl.col("situation_id").is_in(CANCELLED_SITUATIONS)
     dispensa = contratacoes.select(
         ((pl.col("modalidade_id") == MODALIDADE_DISPENSA) & live).fill_null(False)
     ).to_series()
-    # The text work, years and limits run on the few key columns of the dispensas.
-    keys = with_inciso(
-        contratacoes.select(
+    # Lazily, so that the year is computed on the dispensas only.
+    keys = (
+        contratacoes.lazy()
+        .select(
             "amparo_name", "amparo_code", "buyer_name", "buyer_cnpj", reference_year().alias("limit_year")
-        ).filter(dispensa)
+        )
+        .filter(dispensa)
+        .collect()
     )
-    by_value = keys["inciso"].is_in(["I", "II"]).fill_null(False)
-    keys = keys.filter(by_value)
-    limit, act = _limit_and_act()
-    doubled = pl.col("doubled")
-    return keys.with_columns(doubled_lookup(keys, doubled_cnpjs).alias("doubled")).select(
+    distinct = keys.select(
+        pl.col("amparo_name").unique().drop_nulls().implode(),
+        pl.col("buyer_name").unique().drop_nulls().implode(),
+    )
+    names = pl.DataFrame({"amparo_name": distinct.item(0, "amparo_name")}, schema={"amparo_name": pl.String})
+    buyers = pl.DataFrame({"buyer_name": distinct.item(0, "buyer_name")}, schema={"buyer_name": pl.String})
+    # Inciso code: 1 = I, 2 = II, 0 = another inciso or none cited (a name citing another article counts).
+    codes = {"I": 1, "II": 2}
+    name_codes = [
+        codes.get(inciso, 0) for inciso in names.select(_inciso_of_name(pl.col("amparo_name")))[:, 0]
+    ]
+    consorcios = buyers.filter(
+        normalise_text(pl.col("buyer_name")).str.contains(r"\bconsorcio").fill_null(False)
+    )
+    name = pl.col("amparo_name")
+    by_name = name.replace_strict(names["amparo_name"], name_codes, default=0, return_dtype=pl.Int64)
+    by_code = pl.col("amparo_code").replace_strict(
+        {code: codes.get(inciso, 0) for code, inciso in AMPARO_CODES.items()},
+        default=0,
+        return_dtype=pl.Int64,
+    )
+    doubled = pl.col("buyer_name").is_in(consorcios["buyer_name"].implode()).fill_null(False) | pl.col(
+        "buyer_cnpj"
+    ).is_in(doubled_cnpjs).fill_null(False)
+    flags = keys.select(
+        pl.when(name.is_not_null()).then(by_name).otherwise(by_code).fill_null(0).alias("code"),
+        doubled.alias("doubled"),
+        "limit_year",
+    )
+    by_value = flags["code"] > 0
+    first, limits, acts = _limit_tables()
+    code, year = pl.col("code"), pl.col("limit_year")
+    offset = pl.when(year.is_between(first, first + acts.len() - 1)).then(year - first)
+    return flags.filter(by_value).select(
         dispensa.arg_true().filter(by_value).alias("row"),
-        "inciso",
+        pl.when(code == 1).then(pl.lit("I")).otherwise(pl.lit("II")).alias("inciso"),
         "doubled",
         "limit_year",
-        pl.when(doubled).then(limit * 2).otherwise(limit).round(2).alias("limit"),
-        act.alias("act"),
+        pl.lit(limits).gather(offset * 4 + (code - 1) * 2 + pl.col("doubled").cast(pl.Int64)).alias("limit"),
+        pl.lit(acts).gather(offset).alias("act"),
     )
 
 
