@@ -55,6 +55,7 @@ def test_up_demo_shows_alerts_within_a_minute_and_stops_cleanly(tmp_path: Path) 
         log.close()
     output = (tmp_path / "up.log").read_text()
     assert code == 0
+    assert "did not stop" not in output  # each child stopped within the grace period, none was killed
     for name in ("web", "worker", "beat"):
         assert f"up     | stopping {name}" in output
         assert f"\n{name:<6} | " in output  # the child's own lines, prefixed

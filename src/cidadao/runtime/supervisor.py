@@ -144,7 +144,10 @@ class Supervisor:
         for child in running:
             assert child.process is not None
             self.say("up", f"stopping {child.name}")
-            _signal_group(child.process, signal.SIGTERM)
+            # The main process only: it stops its own children (Celery's pool, uvicorn's workers). A pool
+            # child killed directly can die holding the pool's queue lock, and Celery then waits on it.
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + GRACE_SECONDS
         for child in running:
             assert child.process is not None
@@ -152,13 +155,13 @@ class Supervisor:
                 child.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.say("up", f"{child.name} did not stop in {GRACE_SECONDS:.0f}s: killing it")
-                _signal_group(child.process, signal.SIGKILL)
+                _kill_group(child.process)
                 child.process.wait()
         for child in self.children:
             if child.relay is not None:
                 child.relay.join(timeout=2)
 
 
-def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):  # already gone
-        os.killpg(process.pid, sig)
+        os.killpg(process.pid, signal.SIGKILL)
