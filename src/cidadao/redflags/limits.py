@@ -122,16 +122,12 @@ def with_inciso(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def doubled_expr(doubled_cnpjs: list[str]) -> pl.Expr:
-    """Art. 75 §2: consórcio público by buyer name, agência executiva by listed CNPJ."""
-    by_name = normalise_text(pl.col("buyer_name")).str.contains(r"\bconsorcio").fill_null(False)
-    return by_name | pl.col("buyer_cnpj").is_in(doubled_cnpjs).fill_null(False)
+def doubled_lookup(buyer_names: pl.Series, doubled_cnpjs: list[str]) -> pl.Expr:
+    """Art. 75 §2 over buyer_name and buyer_cnpj: consórcio público by name, agência executiva by listed CNPJ.
 
-
-def doubled_lookup(frame: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.Expr:
-    """`doubled_expr` for `frame`, its text work done once per distinct buyer name (a set lookup per row)."""
-    names = frame.select(pl.col("buyer_name").unique())
-    consorcios = names.filter(
+    `buyer_names`, the distinct names of the rows, get the text work once each; a row then needs a set
+    lookup."""
+    consorcios = buyer_names.to_frame("buyer_name").filter(
         normalise_text(pl.col("buyer_name")).str.contains(r"\bconsorcio").fill_null(False)
     )
     by_name = pl.col("buyer_name").is_in(consorcios["buyer_name"].implode()).fill_null(False)
@@ -183,8 +179,8 @@ def dispensa_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.
     annulled dispensas (PNCP situacaoCompraId 2 and 3) spent nothing and are left out.
 
     The text work (inciso of the amparo name, consórcio in the buyer name) runs once per distinct name; each
-    row then needs one hash lookup per name column, both columns in one select (evaluated in parallel); the
-    inciso travels as a small code, and limit and act are picked from arrays by position.
+    row then needs one hash lookup per name column, both in one select; the inciso travels as a small code,
+    and limit and act are picked from arrays by position.
     """
     live = pl.col("situation_id").is_null() | ~pl.col("situation_id").is_in(CANCELLED_SITUATIONS)
     dispensa = contratacoes.select(
@@ -204,15 +200,11 @@ def dispensa_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.
         pl.col("buyer_name").unique().drop_nulls().implode(),
     )
     names = pl.DataFrame({"amparo_name": distinct.item(0, "amparo_name")}, schema={"amparo_name": pl.String})
-    buyers = pl.DataFrame({"buyer_name": distinct.item(0, "buyer_name")}, schema={"buyer_name": pl.String})
     # Inciso code: 1 = I, 2 = II, 0 = another inciso or none cited (a name citing another article counts).
     codes = {"I": 1, "II": 2}
     name_codes = [
         codes.get(inciso, 0) for inciso in names.select(_inciso_of_name(pl.col("amparo_name")))[:, 0]
     ]
-    consorcios = buyers.filter(
-        normalise_text(pl.col("buyer_name")).str.contains(r"\bconsorcio").fill_null(False)
-    )
     name = pl.col("amparo_name")
     by_name = name.replace_strict(names["amparo_name"], name_codes, default=0, return_dtype=pl.Int64)
     by_code = pl.col("amparo_code").replace_strict(
@@ -220,12 +212,9 @@ def dispensa_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.
         default=0,
         return_dtype=pl.Int64,
     )
-    doubled = pl.col("buyer_name").is_in(consorcios["buyer_name"].implode()).fill_null(False) | pl.col(
-        "buyer_cnpj"
-    ).is_in(doubled_cnpjs).fill_null(False)
     flags = keys.select(
         pl.when(name.is_not_null()).then(by_name).otherwise(by_code).fill_null(0).alias("code"),
-        doubled.alias("doubled"),
+        doubled_lookup(distinct["buyer_name"].explode(), doubled_cnpjs).alias("doubled"),
         "limit_year",
     )
     by_value = flags["code"] > 0
