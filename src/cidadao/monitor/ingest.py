@@ -259,11 +259,14 @@ def ingest_file(
     number (`files.line_share`): each reads the file, validates and stores its share in its own batches and
     transactions, under the same ingestion run. Other files and SQLite (one writer at a time) use one.
     """
-    with Path(path).open("rb") as stream:
-        json_lines = detect_format(stream, Path(path).suffix.lower()) == "jsonl"
-    if jobs > 1 and json_lines and engine.dialect.name == "postgresql":
+    if jobs > 1 and engine.dialect.name == "postgresql" and _is_json_lines(Path(path)):
         return _ingest_file_shared(engine, Path(path), run, progress, jobs)
     return _ingest_sourced(engine, "file", read_sourced_records(path), run, progress)
+
+
+def _is_json_lines(path: Path) -> bool:
+    with path.open("rb") as stream:
+        return detect_format(stream, path.suffix.lower()) == "jsonl"
 
 
 _COUNTS = tuple(IngestStats().counts())
