@@ -129,6 +129,17 @@ def test_dataset_derived_columns() -> None:
     enriched = data.contratos_enriched.row(0, named=True)
     assert (enriched["modalidade_id"], enriched["amparo_code"], enriched["purchase_found"]) == (8, 19, True)
     assert enriched["value"] == 130.5
+    assert enriched["purchase_row"] == 0
+
+
+def test_a_contrato_links_to_the_first_row_of_its_contratacao() -> None:
+    other = {**CONTRATACAO, "numeroControlePNCP": "00394460000141-1-000099/2025"}
+    orphan = {**CONTRATO, "numeroControlePncpCompra": "00394460000141-1-000777/2025"}
+    data = dataset_from_raw([other, CONTRATACAO, CONTRATACAO, CONTRATO, orphan])
+
+    enriched = data.contratos_enriched
+    assert enriched["purchase_row"].to_list() == [1, None]
+    assert enriched["purchase_found"].to_list() == [True, False]
 
 
 def test_records_and_database_frames_give_the_same_dataset() -> None:
@@ -191,6 +202,7 @@ def test_portuguese_formatting() -> None:
 
 def test_column_wise_formatting_equals_the_python_formatters() -> None:
     values = [130000, 62725.585, -5.5, 2.675, 999_999.995, 1_000_000_000_000.25, 0.0, 0.005, 12.3, -0.004]
+    values += [999.99, 1000.0, 1000.01, 100_000.0, 999_999_999.99, 12_345_678_901_234_567.0, -1000.0]
     values += [(i * 7919.123457) % 2_000_000 - 1_000_000 for i in range(2000)]
     frame = pl.DataFrame({"value": [*values, None]}, schema={"value": pl.Float64})
     out = frame.select(money_expr(pl.col("value")).alias("money"), cents_expr(pl.col("value")).alias("cents"))

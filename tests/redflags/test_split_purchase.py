@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from tests.redflags.conftest import award, awards_dataset, contratacao, dataset, flagged, run
+from tests.redflags.conftest import award, awards_dataset, contratacao, contrato, dataset, flagged, run
 
 from cidadao.domain.records import Severity
 
@@ -81,3 +81,17 @@ def test_missing_unit_is_skipped_and_counted() -> None:
 def test_supplier_grouping_can_be_switched_off() -> None:
     pairs = _same_supplier(40_000.0, 40_000.0)
     assert run("split_purchase", awards_dataset(pairs), by_supplier=False).findings == []
+
+
+def test_a_dispensa_counts_once_however_many_contratos_it_has_with_the_supplier() -> None:
+    (first, contract), (second, other_contract) = _same_supplier(35_000.0, 20_000.0)
+    amendment = contrato(first, sequence=900)  # a second contrato of `first` with the same supplier
+    pairs = dataset([first, second], [contract, amendment, other_contract])
+    # 35.000 + 20.000 stays under the limit: `first` is not counted twice.
+    assert run("split_purchase", pairs, by_object_class=False).findings == []
+
+    ((third, third_contract),) = _same_supplier(10_000.0)
+    grown = dataset([first, second, third], [contract, amendment, other_contract, third_contract])
+    result = run("split_purchase", grown, by_object_class=False)
+    assert flagged(result) == {first["control_number"], second["control_number"], third["control_number"]}
+    assert result.findings[0].evidence["sum"] == 65_000.0

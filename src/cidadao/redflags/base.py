@@ -107,15 +107,17 @@ class Dataset:
 
     @cached_property
     def contratos_enriched(self) -> pl.DataFrame:
-        """Contratos with modalidade_id, amparo_code, amparo_name and object_class of their contratação.
+        """Contratos with modalidade_id, amparo_code, amparo_name and object_class of their contratação, and
+        `purchase_row`, the contratação's position in `contratacoes` (the first row with its control number).
 
         A contrato whose contratação is not in the dataset keeps its own values (null modalidade, own object
-        class); `purchase_found` says which case applies.
+        class, null purchase_row); `purchase_found` says which case applies.
         """
         inherited = ("modalidade_id", "amparo_code", "amparo_name", "object_class")
         parents = self.contratacoes.select(
             pl.col("control_number").alias("purchase_control_number"),
             *(pl.col(name).alias(f"_purchase_{name}") for name in inherited),
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("purchase_row"),
             pl.lit(True).alias("purchase_found"),
         ).unique("purchase_control_number", keep="first", maintain_order=True)
         # Joined on the key column alone and attached: joining the wide frame would copy every column.
@@ -125,6 +127,7 @@ class Dataset:
         return self.contratos.with_columns(
             found.select(
                 *(pl.coalesce(f"_purchase_{name}", name).alias(name) for name in inherited),
+                "purchase_row",
                 pl.col("purchase_found").fill_null(False),
             )
         )

@@ -172,8 +172,8 @@ def _limit_tables() -> tuple[int, pl.Series, pl.Series]:
 
 
 def dispensa_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.DataFrame:
-    """Dispensas by value (modalidade 8, art. 75 I or II): `row` (their position in `contratacoes`), inciso,
-    doubled, limit_year, limit and act.
+    """Dispensas by value (modalidade 8, art. 75 I or II): `contratacao_row` (their position in
+    `contratacoes`), inciso, doubled, limit_year, limit and act.
 
     `limit` and `act` are null when the table has no row for the year (or the year is unknown). Revoked or
     annulled dispensas (PNCP situacaoCompraId 2 and 3) spent nothing and are left out.
@@ -222,7 +222,7 @@ def dispensa_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.
     code, year = pl.col("code"), pl.col("limit_year")
     offset = pl.when(year.is_between(first, first + acts.len() - 1)).then(year - first)
     return flags.filter(by_value).select(
-        dispensa.arg_true().filter(by_value).alias("row"),
+        dispensa.arg_true().filter(by_value).alias("contratacao_row"),
         pl.when(code == 1).then(pl.lit("I")).otherwise(pl.lit("II")).alias("inciso"),
         "doubled",
         "limit_year",
@@ -241,6 +241,6 @@ def dispensas_by_value(data: Dataset, doubled_cnpjs: Sequence[str], columns: Seq
     cnpjs = list(doubled_cnpjs)
     limits = data.derived(("dispensas_by_value", *cnpjs), lambda: dispensa_limits(data.contratacoes, cnpjs))
     contratacoes = data.contratacoes
-    keep = pl.zeros(contratacoes.height, pl.Boolean(), eager=True).scatter(limits["row"], True)
+    keep = pl.zeros(contratacoes.height, pl.Boolean(), eager=True).scatter(limits["contratacao_row"], True)
     records = contratacoes.select(name for name in columns if name not in limits.columns).filter(keep)
-    return records.with_columns(limits.drop("row")).select(columns)
+    return records.with_columns(limits).select(columns)

@@ -90,13 +90,22 @@ def cents_expr(value: pl.Expr) -> pl.Expr:
 
 
 def money_expr(value: pl.Expr) -> pl.Expr:
-    """`money` as an expression: `R$ 130.000,00`."""
+    """`money` as an expression: `R$ 130.000,00`.
+
+    The units are zero-padded to 18 digits (more than an Int64 of cents holds), cut into groups of three at
+    fixed places and stripped of the leading zeros and dots: several times cheaper than a regex inserting the
+    dots. Lazy queries compute the padded text once (common subexpressions), so prefer them to eager selects.
+    """
     amount = cents_int_expr(value)
-    units = (amount.abs() // 100).cast(pl.String)
-    grouped = units.str.reverse().str.replace_all(r"(\d{3})", "$1.").str.strip_chars_end(".").str.reverse()
+    units = amount.abs() // 100
+    padded = units.cast(pl.String).str.zfill(18)
+    grouped = pl.concat_str([padded.str.slice(start, 3) for start in range(0, 18, 3)], separator=".")
     hundredths = (amount.abs() % 100).cast(pl.String).str.zfill(2)
     return pl.concat_str(
-        pl.when(amount < 0).then(pl.lit("-R$ ")).otherwise(pl.lit("R$ ")), grouped, pl.lit(","), hundredths
+        pl.when(amount < 0).then(pl.lit("-R$ ")).otherwise(pl.lit("R$ ")),
+        pl.when(units == 0).then(pl.lit("0")).otherwise(grouped.str.strip_chars_start("0.")),
+        pl.lit(","),
+        hundredths,
     )
 
 

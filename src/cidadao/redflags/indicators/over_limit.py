@@ -111,14 +111,20 @@ class OverLimit(Indicator):
             pl.col("citation"),
             pl.lit(")"),
         )
-        formatted = rows.with_columns(legal_citation_expr().alias("citation")).with_columns(
-            cents_expr(value).alias("value_cents"),
-            cents_expr(limit).alias("limit_cents"),
-            link_expr(kind, pl.col("buyer_cnpj"), pl.col("year"), pl.col("sequence")).alias("link"),
-            message.alias("message"),
+        # Lazily: the money formatting's shared parts are computed once.
+        query = (
+            rows.lazy()
+            .with_columns(legal_citation_expr().alias("citation"))
+            .with_columns(
+                cents_expr(value).alias("value_cents"),
+                cents_expr(limit).alias("limit_cents"),
+                link_expr(kind, pl.col("buyer_cnpj"), pl.col("year"), pl.col("sequence")).alias("link"),
+                message.alias("message"),
+            )
         )
         if contrato:
-            formatted = formatted.with_columns(cents_expr(pl.col("purchase_value")).alias("purchase_value"))
+            query = query.with_columns(cents_expr(pl.col("purchase_value")).alias("purchase_value"))
+        formatted = query.collect()
         critical_ratio = params["critical_ratio"]
         findings = []
         names = (

@@ -52,7 +52,9 @@ class SplitPurchase(Indicator):
     )
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
-        population = dispensas_by_value(data, params["doubled_cnpjs"], [*MEMBER_COLUMNS, "object_class"])
+        population = dispensas_by_value(
+            data, params["doubled_cnpjs"], [*MEMBER_COLUMNS, "object_class", "contratacao_row"]
+        )
         usable = pl.all_horizontal(
             pl.col(name).is_not_null() for name in ("value", "limit", "buyer_cnpj", "unit_code")
         )
@@ -89,26 +91,35 @@ class SplitPurchase(Indicator):
         )
 
     @staticmethod
-    def _supplier_hashes(data: Dataset) -> pl.LazyFrame:
-        """Per contrato with a contratação and a supplier: its `contrato` row, and hashes of both.
+    def _supplied(data: Dataset, under: pl.DataFrame, keys: pl.DataFrame) -> pl.LazyFrame:
+        """Per contrato with a supplier whose dispensa is in `under`: the dispensa's `row` in `under` with its
+        `keys`, the `contrato` row and a hash of the supplier (the supplier itself is read only on the rows
+        the preselection keeps).
 
-        Dispensas and their contratos are matched on hashes of the control number (cheaper to join than the
-        text) and the supplier is hashed once per contrato; the text of both is compared, and the supplier
-        read, only on the rows the preselection keeps. A false match by hash only adds rows there (it never
-        hides a true pair from the preselection), and the comparison drops it.
+        A contrato's dispensa is its contratação row as the dataset links them once for every rule (the
+        first row with its control number), mapped to `under` by position: no join on the control number.
         """
+        row_in_under = pl.repeat(None, data.contratacoes.height, dtype=pl.UInt32(), eager=True).scatter(
+            under["contratacao_row"], pl.int_range(under.height, dtype=pl.UInt32, eager=True)
+        )
+        supplier = pl.col("supplier_id")
         return (
-            data.contratos.lazy()
+            data.contratos_enriched.lazy()
             .select(
                 pl.int_range(pl.len(), dtype=pl.UInt32).alias("contrato"),
-                "purchase_control_number",
-                "supplier_id",
+                pl.lit(row_in_under).gather(pl.col("purchase_row")).alias("row"),
+                supplier.hash().alias("key_hash"),
+                supplier.is_not_null().alias("supplied"),
             )
-            .drop_nulls()
+            .filter(pl.col("row").is_not_null() & pl.col("supplied"))
             .select(
+                "row",
                 "contrato",
-                pl.col("purchase_control_number").hash().alias("number_hash"),
-                pl.col("supplier_id").hash().alias("key_hash"),
+                "key_hash",
+                *(
+                    pl.lit(keys[name]).gather(pl.col("row")).alias(name)
+                    for name in ("unit_hash", "positive", "limit")
+                ),
             )
         )
 
@@ -139,18 +150,14 @@ class SplitPurchase(Indicator):
             pl.col("value").clip(lower_bound=0).alias("positive"),
             "limit",
             "object_class",
-        ).lazy()
-        # Both natures are preselected in one go (in parallel), then each is checked and made rows.
+        )
+        # Both natures are preselected in one go (in parallel), then each is made rows.
         preselected: dict[str, pl.LazyFrame] = {}
-        contratos = data.contratos
         if params["by_supplier"]:
-            suppliers = SplitPurchase._supplier_hashes(data)
-            joined = keys.select(
-                "row", "unit_hash", "positive", "limit", under["control_number"].hash().alias("number_hash")
-            ).join(suppliers, on="number_hash", how="inner", maintain_order="none")
-            preselected["supplier"] = may_flag(joined, pl.col("key_hash")).select("row", "contrato")
+            supplied = SplitPurchase._supplied(data, under, keys)
+            preselected["supplier"] = may_flag(supplied, pl.col("key_hash")).select("row", "contrato")
         if params["by_object_class"]:
-            classified = keys.filter(
+            classified = keys.lazy().filter(
                 pl.col("object_class").is_not_null()
                 & ~pl.col("object_class").is_in(list(params["ignored_classes"]))
             )
@@ -161,19 +168,10 @@ class SplitPurchase(Indicator):
         parts = []
         if "supplier" in found:
             pairs = found["supplier"]
-            number = under["control_number"].gather(pairs["row"])
-            # Made unique after: a pair repeated by several contratos shares its hash, so it is still there.
-            rows = (
-                pl.DataFrame(
-                    [
-                        pairs["row"],
-                        number.alias("control_number"),
-                        contratos["supplier_id"].gather(pairs["contrato"]).alias("key"),
-                    ]
-                )
-                .filter(number == contratos["purchase_control_number"].gather(pairs["contrato"]))
-                .unique(["control_number", "key"])
-            )
+            # Once per dispensa and supplier, however many contratos it has with that supplier.
+            rows = pl.DataFrame(
+                [pairs["row"], data.contratos["supplier_id"].gather(pairs["contrato"]).alias("key")]
+            ).unique()
             parts.append(rows.select("row", pl.lit("supplier").alias("nature"), "key"))
         if "object_class" in found:
             parts.append(found["object_class"])
@@ -184,10 +182,11 @@ class SplitPurchase(Indicator):
 
         The groups are put in that order of preference once and members are referred to by their row in
         `under` and their group's position in that order, so each record's group is its first row after a
-        stable sort by record (no sort on the money, nature and key of every member row). Messages, money and
-        links are formatted column-wise (the three frames of formatted text in parallel); each group's member
-        list and peer group are built once and the same objects go into the evidence of every finding that
-        uses that group. Findings are built from column lists, positionally.
+        stable sort by record (no sort on the money, nature and key of every member row). Every member of a
+        flagged group is itself flagged, so each record's evidence entry (number, value, date, link) is built
+        once, as one dict shared by its own finding and by the member list of every group it belongs to; each
+        group's member list and peer group are built once too. Text is formatted column-wise (the three
+        frames in parallel) and findings are built from column lists, positionally.
         """
         ordered = groups.sort(["total", "nature", "key"], descending=[True, True, False])
         # The act of a group's limit, of its first member (the same for all: it follows the limit year).
@@ -195,16 +194,21 @@ class SplitPurchase(Indicator):
         exploded = ordered.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("group"), "row").explode(
             "row"
         )
-        # By record, each record's groups in order of preference (stable sort): its first row is its finding.
-        exploded = exploded.with_columns(under["control_number"].gather(exploded["row"])).sort(
-            "control_number", maintain_order=True
-        )
+        # By record, each record's groups in order of preference (stable sort): its first row is its finding,
+        # and the records' findings are numbered in that order.
         number = pl.col("control_number")
-        best = exploded.filter(number.ne_missing(number.shift(1)))
+        first = number.ne_missing(number.shift(1))
+        exploded = (
+            exploded.with_columns(under["control_number"].gather(exploded["row"]))
+            .sort("control_number", maintain_order=True)
+            .with_columns(first.alias("first"), (first.cum_sum() - 1).alias("finding"))
+        )
+        best = exploded.filter("first")
         if best.is_empty():
             return []
         used = best["group"].unique().implode()
-        # The part of the message after the record's own value is the same for the whole group.
+        # The part of the message after the record's own value is the same for the whole group: formatted (and
+        # made a Python string) once per group.
         suffix = pl.concat_str(
             pl.lit(" é uma de "),
             pl.col("count"),
@@ -240,102 +244,83 @@ class SplitPurchase(Indicator):
                 "total",
                 cents_expr(pl.col("total")).alias("sum"),
                 cents_expr(pl.col("limit")).alias("limit_cents"),
+                suffix.alias("suffix"),
             )
         )
-        # Member lists of the used groups, in publication order: consecutive rows per group.
+        # Member lists of the used groups, in publication order (ties by record), as findings' numbers.
         listed = exploded.filter(pl.col("group").is_in(used))
         members = (
-            under.select("value", "year", "sequence", "published_at", "buyer_cnpj")
-            .gather(listed["row"])
-            .with_columns(listed["group"], listed["control_number"])
+            listed.lazy()
+            .select("group", "finding", under["published_at"].gather(listed["row"]))
+            .sort(["group", "published_at"], nulls_last=True, maintain_order=True)
+            .select("group", "finding")
+        )
+        own = (
+            under.select("value", "buyer_cnpj", "year", "sequence", "published_at")
+            .gather(best["row"])
+            .with_columns(best["control_number"])
             .lazy()
-            .sort(["group", "published_at"], nulls_last=True, maintain_order=True)  # ties by record
             .select(
-                "group",
                 "control_number",
                 cents_expr(pl.col("value")).alias("value"),
                 iso_expr(pl.col("published_at")).alias("published_at"),
                 link_expr(
                     RecordKind.CONTRATACAO, pl.col("buyer_cnpj"), pl.col("year"), pl.col("sequence")
                 ).alias("link"),
-            )
-        )
-        own = (
-            under.select("value", "buyer_cnpj", "year", "sequence")
-            .gather(best["row"])
-            .with_columns(suffix=ordered.select(suffix).to_series().gather(best["group"]))
-            .lazy()
-            .select(
-                cents_expr(pl.col("value")).alias("value"),
-                link_expr(
-                    RecordKind.CONTRATACAO, pl.col("buyer_cnpj"), pl.col("year"), pl.col("sequence")
-                ).alias("link"),
-                pl.concat_str(pl.lit("Dispensa de "), money_expr(pl.col("value")), pl.col("suffix")).alias(
-                    "message"
-                ),
+                money_expr(pl.col("value")).alias("money"),
             )
         )
         heads_frame, members_frame, own_frame = pl.collect_all([heads, members, own])
-        records = [
+        numbers, values, links = (own_frame[name].to_list() for name in ("control_number", "value", "link"))
+        entries = [
             {"record": record, "value": value, "published_at": published_at, "link": link}
             for record, value, published_at, link in zip(
-                *(
-                    members_frame[name].to_list()
-                    for name in ("control_number", "value", "published_at", "link")
-                ),
-                strict=True,
+                numbers, values, own_frame["published_at"].to_list(), links, strict=True
             )
         ]
+        member_entries = list(map(entries.__getitem__, members_frame["finding"].to_list()))
         sizes = members_frame.select(pl.col("group").rle().struct.field("len")).to_series().to_list()
-        # Per group: score, citation and the evidence its findings share (in evidence order).
+        # Per group: score, citation and its findings' evidence, with placeholders for a finding's own value
+        # and link (a copy updated in place keeps the key order and is cheaper than a dict display).
         scores: list[float] = [0.0] * ordered.height
         citations = [""] * ordered.height
-        shared: list[tuple[Any, ...]] = [()] * ordered.height
+        suffixes = [""] * ordered.height
+        templates: list[dict[str, Any]] = [{}] * ordered.height
+        citation_of_act: dict[str, str] = {}
         start = 0
         for (
             index, buyer_cnpj, unit_code, limit_year, inciso, doubled, nature, key, limit, act, total,
-            total_cents, limit_cents, size,
+            total_cents, limit_cents, suffix_text, size,
         ) in zip(*(column.to_list() for column in heads_frame), sizes, strict=True):  # fmt: skip
+            suffixes[index] = suffix_text
             scores[index] = round(min(1.0, 0.6 + 0.4 * min(1.0, total / limit - 1.0)), 3)
-            citations[index] = f"{LAW}, art. 75, §1º" + ("" if act == LAW else f"; {act}")
-            shared[index] = (
-                total_cents,
-                limit_cents,
-                limit_year,
-                inciso,
-                doubled,
-                act,
-                {
+            if act not in citation_of_act:
+                citation_of_act[act] = f"{LAW}, art. 75, §1º" + ("" if act == LAW else f"; {act}")
+            citations[index] = citation_of_act[act]
+            templates[index] = {
+                "value": None,
+                "sum": total_cents,
+                "limit": limit_cents,
+                "limit_year": limit_year,
+                "inciso": inciso,
+                "doubled": doubled,
+                "act": act,
+                "peer_group": {
                     "buyer_cnpj": buyer_cnpj,
                     "unit_code": unit_code,
                     "year": limit_year,
                     "nature": nature,
                     "key": key,
                 },
-                records[start : start + size],
-            )
+                "records": member_entries[start : start + size],
+                "link": None,
+            }
             start += size
         indexes = best["group"].to_list()
-        # Each finding's evidence: its own value and link around its group's shared parts (a dict display,
-        # cheaper than merging a shared dict into a new one).
         evidences = [
-            {
-                "value": value,
-                "sum": group[0],
-                "limit": group[1],
-                "limit_year": group[2],
-                "inciso": group[3],
-                "doubled": group[4],
-                "act": group[5],
-                "peer_group": group[6],
-                "records": group[7],
-                "link": own_link,
-            }
-            for group, value, own_link in zip(
-                map(shared.__getitem__, indexes),
-                own_frame["value"].to_list(),
-                own_frame["link"].to_list(),
-                strict=True,
+            template | {"value": value, "link": own_link}
+            for template, value, own_link in zip(
+                map(templates.__getitem__, indexes), values, links, strict=True
             )
         ]
         return list(
@@ -343,11 +328,16 @@ class SplitPurchase(Indicator):
                 Finding,
                 repeat(self.id),
                 repeat(self.version),
-                best["control_number"].to_list(),
+                numbers,
                 repeat(Severity.HIGH),
-                [scores[index] for index in indexes],
-                own_frame["message"].to_list(),
+                map(scores.__getitem__, indexes),
+                [
+                    "Dispensa de " + money + suffix
+                    for money, suffix in zip(
+                        own_frame["money"].to_list(), map(suffixes.__getitem__, indexes), strict=True
+                    )
+                ],
                 evidences,
-                [citations[index] for index in indexes],
+                map(citations.__getitem__, indexes),
             )
         )
