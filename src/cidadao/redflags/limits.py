@@ -231,15 +231,21 @@ def dispensa_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.
     )
 
 
-def dispensas_by_value(data: Dataset, doubled_cnpjs: Sequence[str], columns: Sequence[str]) -> pl.DataFrame:
+def dispensas_by_value(
+    data: Dataset, doubled_cnpjs: Sequence[str], columns: Sequence[str], subset: pl.Series | None = None
+) -> pl.DataFrame:
     """`columns` (record columns and those of `dispensa_limits`) of the dataset's dispensas by value.
 
     The limits are computed once per dataset and `doubled_cnpjs` and shared by the rules; each rule filters
     only the record columns it reads (all ~40 of them cost more than the limits), with a mask: polars filters
-    columns several times faster than it gathers rows by index.
+    columns several times faster than it gathers rows by index. `subset`, a mask over the rows this returns
+    without it, keeps only those rows: a rule can decide on a few columns which rows it needs and then copy
+    the rest of its columns for those rows only.
     """
     cnpjs = list(doubled_cnpjs)
     limits = data.derived(("dispensas_by_value", *cnpjs), lambda: dispensa_limits(data.contratacoes, cnpjs))
+    if subset is not None:
+        limits = limits.filter(subset)
     contratacoes = data.contratacoes
     keep = pl.zeros(contratacoes.height, pl.Boolean(), eager=True).scatter(limits["contratacao_row"], True)
     records = contratacoes.select(name for name in columns if name not in limits.columns).filter(keep)

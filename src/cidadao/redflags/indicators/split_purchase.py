@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from itertools import repeat
+from itertools import accumulate, pairwise, repeat
 from typing import Any, ClassVar
 
 import polars as pl
@@ -14,7 +14,8 @@ from cidadao.redflags.limits import LAW, dispensas_by_value
 from cidadao.redflags.text import cents_expr, cents_int_expr, iso_expr, link_expr, money_expr
 
 UNIT = ["buyer_cnpj", "unit_code", "limit_year", "inciso", "doubled"]
-MEMBER_COLUMNS = [*UNIT, "control_number", "value", "year", "sequence", "published_at", "limit", "act"]
+# What the rule reads of every dispensa under the limit; the rest of a record is read for flagged ones only.
+UNDER_COLUMNS = [*UNIT, "value", "limit", "act", "object_class", "contratacao_row"]
 NATURE_LABEL = {"supplier": "para o mesmo fornecedor", "object_class": "com objeto da mesma classe"}
 
 
@@ -52,14 +53,14 @@ class SplitPurchase(Indicator):
     )
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
-        population = dispensas_by_value(
-            data, params["doubled_cnpjs"], [*MEMBER_COLUMNS, "object_class", "contratacao_row"]
+        needed = ("value", "limit", "buyer_cnpj", "unit_code")
+        usable = pl.all_horizontal(pl.col(name).is_not_null() for name in needed)
+        # Which dispensas count, on the columns that decide it; the others are copied for those rows only.
+        checked = dispensas_by_value(data, params["doubled_cnpjs"], needed).select(
+            usable.alias("usable"), (usable & (pl.col("value") < pl.col("limit"))).alias("under")
         )
-        usable = pl.all_horizontal(
-            pl.col(name).is_not_null() for name in ("value", "limit", "buyer_cnpj", "unit_code")
-        )
-        usable_count = population.select(usable.sum()).item()
-        under = population.filter(usable & (pl.col("value") < pl.col("limit")))
+        population, usable_count = checked.height, int(checked["usable"].sum())
+        under = dispensas_by_value(data, params["doubled_cnpjs"], UNDER_COLUMNS, subset=checked["under"])
         parts = self._members(data, under, params)
         if not parts:
             raise ValueError("split_purchase needs by_supplier or by_object_class enabled")
@@ -78,10 +79,10 @@ class SplitPurchase(Indicator):
             )
             .filter((pl.col("count") >= params["min_records"]) & (pl.col("total") >= pl.col("limit")))
         )
-        findings = self._findings(under, groups)
+        findings = self._findings(data, under, groups)
         return RuleResult(
             findings=findings,
-            skipped=population.height - usable_count,
+            skipped=population - usable_count,
             meta={
                 "population": usable_count,
                 "groups": groups.height,
@@ -177,7 +178,7 @@ class SplitPurchase(Indicator):
             parts.append(found["object_class"])
         return parts
 
-    def _findings(self, under: pl.DataFrame, groups: pl.DataFrame) -> list[Finding]:
+    def _findings(self, data: Dataset, under: pl.DataFrame, groups: pl.DataFrame) -> list[Finding]:
         """One finding per record: the largest group it belongs to (supplier groups first on ties).
 
         The groups are put in that order of preference once and members are referred to by their row in
@@ -191,6 +192,7 @@ class SplitPurchase(Indicator):
         ordered = groups.sort(["total", "nature", "key"], descending=[True, True, False])
         # The act of a group's limit, of its first member (the same for all: it follows the limit year).
         ordered = ordered.with_columns(under["act"].gather(ordered["row"].list.first()).alias("act"))
+        contratacoes, origin = data.contratacoes, under["contratacao_row"]
         exploded = ordered.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("group"), "row").explode(
             "row"
         )
@@ -199,7 +201,7 @@ class SplitPurchase(Indicator):
         number = pl.col("control_number")
         first = number.ne_missing(number.shift(1))
         exploded = (
-            exploded.with_columns(under["control_number"].gather(exploded["row"]))
+            exploded.with_columns(contratacoes["control_number"].gather(origin.gather(exploded["row"])))
             .sort("control_number", maintain_order=True)
             .with_columns(first.alias("first"), (first.cum_sum() - 1).alias("finding"))
         )
@@ -235,7 +237,6 @@ class SplitPurchase(Indicator):
             .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("group"))
             .filter(pl.col("group").is_in(used))
             .select(
-                "group",
                 *UNIT,
                 "nature",
                 "key",
@@ -251,14 +252,14 @@ class SplitPurchase(Indicator):
         listed = exploded.filter(pl.col("group").is_in(used))
         members = (
             listed.lazy()
-            .select("group", "finding", under["published_at"].gather(listed["row"]))
+            .select("group", "finding", contratacoes["published_at"].gather(origin.gather(listed["row"])))
             .sort(["group", "published_at"], nulls_last=True, maintain_order=True)
             .select("group", "finding")
         )
         own = (
-            under.select("value", "buyer_cnpj", "year", "sequence", "published_at")
-            .gather(best["row"])
-            .with_columns(best["control_number"])
+            contratacoes.select("buyer_cnpj", "year", "sequence", "published_at")
+            .gather(origin.gather(best["row"]))
+            .with_columns(best["control_number"], under["value"].gather(best["row"]))
             .lazy()
             .select(
                 "control_number",
@@ -280,24 +281,19 @@ class SplitPurchase(Indicator):
         ]
         member_entries = list(map(entries.__getitem__, members_frame["finding"].to_list()))
         sizes = members_frame.select(pl.col("group").rle().struct.field("len")).to_series().to_list()
-        # Per group: score, citation and its findings' evidence, with placeholders for a finding's own value
-        # and link (a copy updated in place keeps the key order and is cheaper than a dict display).
-        scores: list[float] = [0.0] * ordered.height
-        citations = [""] * ordered.height
-        suffixes = [""] * ordered.height
-        templates: list[dict[str, Any]] = [{}] * ordered.height
-        citation_of_act: dict[str, str] = {}
-        start = 0
-        for (
-            index, buyer_cnpj, unit_code, limit_year, inciso, doubled, nature, key, limit, act, total,
-            total_cents, limit_cents, suffix_text, size,
-        ) in zip(*(column.to_list() for column in heads_frame), sizes, strict=True):  # fmt: skip
-            suffixes[index] = suffix_text
-            scores[index] = round(min(1.0, 0.6 + 0.4 * min(1.0, total / limit - 1.0)), 3)
-            if act not in citation_of_act:
-                citation_of_act[act] = f"{LAW}, art. 75, §1º" + ("" if act == LAW else f"; {act}")
-            citations[index] = citation_of_act[act]
-            templates[index] = {
+        head = {name: heads_frame[name].to_list() for name in heads_frame.columns}
+        peer_groups = [
+            {"buyer_cnpj": buyer_cnpj, "unit_code": unit_code, "year": year, "nature": nature, "key": key}
+            for buyer_cnpj, unit_code, year, nature, key in zip(
+                *(head[name] for name in ("buyer_cnpj", "unit_code", "limit_year", "nature", "key")),
+                strict=True,
+            )
+        ]
+        listed_records = [member_entries[start:end] for start, end in pairwise(accumulate(sizes, initial=0))]
+        # Per used group: its findings' evidence with placeholders for a finding's own value and link (a copy
+        # updated in place keeps the key order and is cheaper than a dict display), score and citation.
+        templates = [
+            {
                 "value": None,
                 "sum": total_cents,
                 "limit": limit_cents,
@@ -305,22 +301,31 @@ class SplitPurchase(Indicator):
                 "inciso": inciso,
                 "doubled": doubled,
                 "act": act,
-                "peer_group": {
-                    "buyer_cnpj": buyer_cnpj,
-                    "unit_code": unit_code,
-                    "year": limit_year,
-                    "nature": nature,
-                    "key": key,
-                },
-                "records": member_entries[start : start + size],
+                "peer_group": peer_group,
+                "records": records,
                 "link": None,
             }
-            start += size
-        indexes = best["group"].to_list()
+            for total_cents, limit_cents, limit_year, inciso, doubled, act, peer_group, records in zip(
+                *(head[name] for name in ("sum", "limit_cents", "limit_year", "inciso", "doubled", "act")),
+                peer_groups,
+                listed_records,
+                strict=True,
+            )
+        ]
+        scores = [
+            round(min(1.0, 0.6 + 0.4 * min(1.0, total / limit - 1.0)), 3)
+            for total, limit in zip(head["total"], head["limit"], strict=True)
+        ]
+        citation_of_act = {
+            act: f"{LAW}, art. 75, §1º" + ("" if act == LAW else f"; {act}") for act in set(head["act"])
+        }
+        citations = [citation_of_act[act] for act in head["act"]]
+        # Each finding's group as a position among the used groups (which are in group order).
+        slots = (best["group"].rank("dense") - 1).to_list()
         evidences = [
             template | {"value": value, "link": own_link}
             for template, value, own_link in zip(
-                map(templates.__getitem__, indexes), values, links, strict=True
+                map(templates.__getitem__, slots), values, links, strict=True
             )
         ]
         return list(
@@ -330,14 +335,14 @@ class SplitPurchase(Indicator):
                 repeat(self.version),
                 numbers,
                 repeat(Severity.HIGH),
-                map(scores.__getitem__, indexes),
+                map(scores.__getitem__, slots),
                 [
                     "Dispensa de " + money + suffix
                     for money, suffix in zip(
-                        own_frame["money"].to_list(), map(suffixes.__getitem__, indexes), strict=True
+                        own_frame["money"].to_list(), map(head["suffix"].__getitem__, slots), strict=True
                     )
                 ],
                 evidences,
-                map(citations.__getitem__, indexes),
+                map(citations.__getitem__, slots),
             )
         )
