@@ -43,21 +43,28 @@ class OverLimit(Indicator):
     needs = ("modalidade_id", "amparo_name", "amparo_code", "value", "published_at", "year", "buyer_name")
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
-        population = dispensas_by_value(data, params["doubled_cnpjs"], [*COLUMNS, "value_homologated"])
-        usable = population.filter(pl.col("value").is_not_null() & pl.col("limit").is_not_null())
-        purchases = usable.with_columns(_value_source().alias("value_source")).filter(
-            pl.col("value") >= pl.col("limit")
+        cnpjs = params["doubled_cnpjs"]
+        value, limit = pl.col("value"), pl.col("limit")
+        # Which dispensas count and which are flagged, on those two columns; the rest of a dispensa's columns
+        # are copied when it is flagged.
+        checked = dispensas_by_value(data, cnpjs, ["value", "limit"]).select(
+            (value.is_not_null() & limit.is_not_null()).alias("usable"),
+            (value >= limit).fill_null(False).alias("flagged"),
         )
-        contracts = self._contracts(data, usable, purchases)
+        usable_count = int(checked["usable"].sum())
+        purchases = dispensas_by_value(
+            data, cnpjs, [*COLUMNS, "value_homologated"], subset=checked["flagged"]
+        ).with_columns(_value_source().alias("value_source"))
+        contracts = self._contracts(data, cnpjs)
         findings = [
             *self._findings(purchases, RecordKind.CONTRATACAO, params),
             *self._findings(contracts, RecordKind.CONTRATO, params),
         ]
         return RuleResult(
             findings=findings,
-            skipped=population.height - usable.height,
+            skipped=checked.height - usable_count,
             meta={
-                "population": population.height,
+                "population": checked.height,
                 "flagged_contratacoes": purchases.height,
                 "flagged_contratos": contracts.height,
                 "critical_ratio": params["critical_ratio"],
@@ -65,29 +72,46 @@ class OverLimit(Indicator):
         )
 
     @staticmethod
-    def _contracts(data: Dataset, usable: pl.DataFrame, purchases: pl.DataFrame) -> pl.DataFrame:
-        """Contratos above the limit of their dispensa, when the dispensa itself was not flagged.
+    def _contracts(data: Dataset, cnpjs: list[str]) -> pl.DataFrame:
+        """Contratos at or above the limit of their dispensa, when the dispensa itself is usable and was not
+        flagged.
 
-        The flagged dispensas are left out after the join, from its few rows, rather than from all dispensas.
+        A contrato's dispensa is its contratação row as the dataset links them once for every rule (the first
+        row with its control number), found among the dispensas by position: no join on the control number.
+        Only the few flagged contratos get their other columns copied.
         """
-        parents = usable.select(
-            pl.col("control_number").alias("purchase_control_number"),
-            "inciso",
-            "limit_year",
-            "doubled",
-            "limit",
-            "act",
-            pl.col("value").alias("purchase_value"),
+        parents = dispensas_by_value(
+            data, cnpjs, ["contratacao_row", "inciso", "limit_year", "doubled", "limit", "act", "value"]
         )
-        contratos = data.contratos.select(*(name for name in COLUMNS if name not in parents.columns[1:]))
-        # A contrato under every parent's limit cannot be flagged: most of them, left out before the join.
-        lowest = parents["limit"].min()
-        if lowest is not None:
-            contratos = contratos.filter(pl.col("value") >= lowest)
+        parent_of_row = pl.repeat(None, data.contratacoes.height, dtype=pl.UInt32(), eager=True).scatter(
+            parents["contratacao_row"], pl.int_range(parents.height, dtype=pl.UInt32, eager=True)
+        )
+        parent = pl.col("parent")
+        parent_value, parent_limit = (
+            pl.lit(parents["value"]).gather(parent),
+            pl.lit(parents["limit"]).gather(parent),
+        )
+        flagged = (
+            data.contratos_enriched.lazy()
+            .select(
+                pl.int_range(pl.len(), dtype=pl.UInt32).alias("contrato"),
+                "value",
+                pl.lit(parent_of_row).gather(pl.col("purchase_row")).alias("parent"),
+            )
+            .filter(parent.is_not_null() & pl.col("value").is_not_null())
+            .filter((parent_value < parent_limit) & (pl.col("value") >= parent_limit))
+            .collect()
+        )
+        inherited = parents.drop("contratacao_row", "value")
+        own = [name for name in COLUMNS if name not in inherited.columns]
         return (
-            contratos.join(parents, on="purchase_control_number", how="inner")
-            .filter(pl.col("value").is_not_null() & (pl.col("value") >= pl.col("limit")))
-            .filter(~pl.col("purchase_control_number").is_in(purchases["control_number"].implode()))
+            data.contratos.select(own)
+            .gather(flagged["contrato"])
+            .with_columns(
+                inherited.with_columns(parents["value"].alias("purchase_value"))
+                .gather(flagged["parent"])
+                .get_columns()
+            )
             .with_columns(pl.lit("valorGlobal").alias("value_source"))
         )
 
