@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -126,3 +128,79 @@ def test_registry_holds_every_indicator_with_its_contract() -> None:
         assert indicator.reference
         assert indicator.scope in ("record", "buyer", "supplier", "global")
         assert indicator.needs
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture
+def busy_rule() -> Iterator[str]:
+    """A rule that builds many containers (as findings do) and leaves a reference cycle behind."""
+
+    @register
+    class Busy(Indicator):
+        id = "test_busy"
+        version = "1"
+        title = "Regra trabalhosa"
+        description = "Cria muitos objetos."
+        legal_basis = None
+        reference = "teste"
+        severity = Severity.LOW
+        scope = "record"
+        defaults: ClassVar[Mapping[str, Any]] = {}
+        needs = ()
+        cycles: ClassVar[list[weakref.ref[_Cycle]]] = []
+
+        def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
+            self.cycles.append(weakref.ref(_Cycle()))
+            return RuleResult(findings=[], meta={"objects": [{"n": [n]} for n in range(20_000)]})
+
+    yield Busy.id
+    del REGISTRY[Busy.id]
+
+
+def test_rules_pause_the_cyclic_collector_and_leave_no_collection_due(busy_rule: str) -> None:
+    collections: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    frozen_before = gc.get_freeze_count()  # e.g. by an app factory another test ran
+    gc.unfreeze()
+    gc.callbacks.append(count)
+    try:
+        result = run_rules(dataset([]), [busy_rule])
+    finally:
+        gc.callbacks.remove(count)
+        if frozen_before:
+            gc.freeze()
+
+    # 40,000 containers were built, yet no collection ran (none while paused, none due at the end).
+    assert len(result.per_rule[busy_rule].meta["objects"]) == 20_000
+    assert collections == []
+    assert gc.isenabled()
+    cycle = type(REGISTRY[busy_rule]).cycles[0]  # type: ignore[attr-defined]
+    gc.collect()
+    assert cycle() is None  # garbage cycles made meanwhile are still collected
+
+
+def test_a_disabled_collector_stays_disabled(busy_rule: str) -> None:
+    gc.disable()
+    try:
+        run_rules(dataset([]), [busy_rule])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_objects_another_part_of_the_process_froze_stay_frozen(busy_rule: str) -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        run_rules(dataset([]), [busy_rule])
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
