@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +151,12 @@ def run_rules(
                 log.exception("redflags.rule_failed", rule=indicator.id)
                 errors[indicator.id] = f"{type(error).__name__}: {error}"
             elapsed[indicator.id] = time.perf_counter() - started
-        findings = [finding for result in per_rule.values() for finding in result.findings]
-        findings.sort(key=lambda finding: (finding.rule, finding.record))
+        # Sorted by rule, then record (a rule's findings carry its id).
+        findings = [
+            finding
+            for rule in sorted(per_rule)
+            for finding in sorted(per_rule[rule].findings, key=attrgetter("record"))
+        ]
     return EngineResult(findings=findings, per_rule=per_rule, elapsed=elapsed, errors=errors)
 
 

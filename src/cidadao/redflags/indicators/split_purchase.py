@@ -10,12 +10,12 @@ import polars as pl
 
 from cidadao.domain.records import Finding, RecordKind, Severity
 from cidadao.redflags.base import Dataset, Indicator, RuleResult, register
-from cidadao.redflags.limits import LAW, dispensas_by_value
+from cidadao.redflags.limits import LAW, dispensas_by_value, limits_table
 from cidadao.redflags.text import cents_expr, cents_int_expr, iso_expr, link_expr, money_expr
 
 UNIT = ["buyer_cnpj", "unit_code", "limit_year", "inciso", "doubled"]
 # What the rule reads of every dispensa under the limit; the rest of a record is read for flagged ones only.
-UNDER_COLUMNS = [*UNIT, "value", "limit", "act", "object_class", "contratacao_row"]
+UNDER_COLUMNS = [*UNIT, "value", "limit", "object_class", "contratacao_row"]
 NATURE_LABEL = {"supplier": "para o mesmo fornecedor", "object_class": "com objeto da mesma classe"}
 
 
@@ -53,11 +53,16 @@ class SplitPurchase(Indicator):
     )
 
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
-        needed = ("value", "limit", "buyer_cnpj", "unit_code")
-        usable = pl.all_horizontal(pl.col(name).is_not_null() for name in needed)
         # Which dispensas count, on the columns that decide it; the others are copied for those rows only.
-        checked = dispensas_by_value(data, params["doubled_cnpjs"], needed).select(
-            usable.alias("usable"), (usable & (pl.col("value") < pl.col("limit"))).alias("under")
+        # Whether the unit is known is read for every contratação and gathered (no copy of the text).
+        unit_known = data.contratacoes.select(
+            pl.col("buyer_cnpj").is_not_null() & pl.col("unit_code").is_not_null()
+        ).to_series()
+        usable = pl.col("value").is_not_null() & pl.col("limit").is_not_null() & pl.col("unit_known")
+        checked = (
+            dispensas_by_value(data, params["doubled_cnpjs"], ["value", "limit", "contratacao_row"])
+            .with_columns(pl.lit(unit_known).gather(pl.col("contratacao_row")).alias("unit_known"))
+            .select(usable.alias("usable"), (usable & (pl.col("value") < pl.col("limit"))).alias("under"))
         )
         population, usable_count = checked.height, int(checked["usable"].sum())
         under = dispensas_by_value(data, params["doubled_cnpjs"], UNDER_COLUMNS, subset=checked["under"])
@@ -190,8 +195,11 @@ class SplitPurchase(Indicator):
         frames in parallel) and findings are built from column lists, positionally.
         """
         ordered = groups.sort(["total", "nature", "key"], descending=[True, True, False])
-        # The act of a group's limit, of its first member (the same for all: it follows the limit year).
-        ordered = ordered.with_columns(under["act"].gather(ordered["row"].list.first()).alias("act"))
+        # The act that set the group's limit, by its year (in the table, since the group has a limit).
+        acts = {row.year: row.act for row in limits_table()}
+        ordered = ordered.with_columns(
+            pl.col("limit_year").replace_strict(acts, default=None, return_dtype=pl.String).alias("act")
+        )
         contratacoes, origin = data.contratacoes, under["contratacao_row"]
         exploded = ordered.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("group"), "row").explode(
             "row"
@@ -240,11 +248,13 @@ class SplitPurchase(Indicator):
                 *UNIT,
                 "nature",
                 "key",
-                "limit",
                 "act",
-                "total",
                 cents_expr(pl.col("total")).alias("sum"),
                 cents_expr(pl.col("limit")).alias("limit_cents"),
+                # 0.6 at the limit, growing to 1.0 at twice the limit.
+                (0.6 + 0.4 * (pl.col("total") / pl.col("limit") - 1.0).clip(upper_bound=1.0))
+                .round(3)
+                .alias("score"),
                 suffix.alias("suffix"),
             )
         )
@@ -312,10 +322,6 @@ class SplitPurchase(Indicator):
                 strict=True,
             )
         ]
-        scores = [
-            round(min(1.0, 0.6 + 0.4 * min(1.0, total / limit - 1.0)), 3)
-            for total, limit in zip(head["total"], head["limit"], strict=True)
-        ]
         citation_of_act = {
             act: f"{LAW}, art. 75, §1º" + ("" if act == LAW else f"; {act}") for act in set(head["act"])
         }
@@ -335,7 +341,7 @@ class SplitPurchase(Indicator):
                 repeat(self.version),
                 numbers,
                 repeat(Severity.HIGH),
-                map(scores.__getitem__, slots),
+                map(head["score"].__getitem__, slots),
                 [
                     "Dispensa de " + money + suffix
                     for money, suffix in zip(
