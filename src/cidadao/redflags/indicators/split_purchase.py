@@ -114,14 +114,13 @@ class SplitPurchase(Indicator):
             .select(
                 pl.int_range(pl.len(), dtype=pl.UInt32).alias("contrato"),
                 pl.lit(row_in_under).gather(pl.col("purchase_row")).alias("row"),
-                supplier.hash().alias("key_hash"),
-                supplier.is_not_null().alias("supplied"),
+                supplier,
             )
-            .filter(pl.col("row").is_not_null() & pl.col("supplied"))
+            .filter(pl.col("row").is_not_null() & supplier.is_not_null())
             .select(
                 "row",
                 "contrato",
-                "key_hash",
+                supplier.hash().alias("key_hash"),
                 *(
                     pl.lit(keys[name]).gather(pl.col("row")).alias(name)
                     for name in ("unit_hash", "positive", "limit")
