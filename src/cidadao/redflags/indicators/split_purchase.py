@@ -300,7 +300,7 @@ class SplitPurchase(Indicator):
         ]
         listed_records = [member_entries[start:end] for start, end in pairwise(accumulate(sizes, initial=0))]
         # Per used group: its findings' evidence with placeholders for a finding's own value and link (a copy
-        # updated in place keeps the key order and is cheaper than a dict display), score and citation.
+        # updated in place keeps the key order and is cheaper than a dict display), and citation.
         templates = [
             {
                 "value": None,
