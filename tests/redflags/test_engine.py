@@ -84,20 +84,25 @@ def test_config_reaches_the_indicator() -> None:
     assert len(run_rules(data, ["near_limit"], config).findings) == 1
 
 
+class _TestRule(Indicator):
+    """The contract shared by the throwaway rules these tests register (each adds id, texts and `run`)."""
+
+    version = "1"
+    legal_basis = None
+    reference = "teste"
+    severity = Severity.LOW
+    scope = "record"
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    needs = ()
+
+
 @pytest.fixture
 def broken_rule() -> Iterator[str]:
     @register
-    class Broken(Indicator):
+    class Broken(_TestRule):
         id = "test_broken"
-        version = "1"
         title = "Regra com defeito"
         description = "Sempre falha."
-        legal_basis = None
-        reference = "teste"
-        severity = Severity.LOW
-        scope = "record"
-        defaults: ClassVar[Mapping[str, Any]] = {}
-        needs = ()
 
         def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
             raise RuntimeError("boom")
@@ -140,17 +145,10 @@ def busy_rule() -> Iterator[str]:
     """A rule that builds many containers (as findings do) and leaves a reference cycle behind."""
 
     @register
-    class Busy(Indicator):
+    class Busy(_TestRule):
         id = "test_busy"
-        version = "1"
         title = "Regra trabalhosa"
         description = "Cria muitos objetos."
-        legal_basis = None
-        reference = "teste"
-        severity = Severity.LOW
-        scope = "record"
-        defaults: ClassVar[Mapping[str, Any]] = {}
-        needs = ()
         cycles: ClassVar[list[weakref.ref[_Cycle]]] = []
 
         def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:

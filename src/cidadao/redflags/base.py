@@ -132,6 +132,15 @@ class Dataset:
             )
         )
 
+    def purchase_among(self, contratacao_rows: pl.Series) -> pl.Expr:
+        """Over `contratos_enriched`: the position of each contrato's contratação in `contratacao_rows` (rows
+        of `contratacoes`), null when it is not among them. Found by position, not by joining control numbers.
+        """
+        position = pl.repeat(None, self.contratacoes.height, dtype=pl.UInt32(), eager=True).scatter(
+            contratacao_rows, pl.int_range(contratacao_rows.len(), dtype=pl.UInt32, eager=True)
+        )
+        return pl.lit(position).gather(pl.col("purchase_row"))
+
 
 @dataclass(frozen=True)
 class RuleResult:

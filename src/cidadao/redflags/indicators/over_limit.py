@@ -83,9 +83,6 @@ class OverLimit(Indicator):
         parents = dispensas_by_value(
             data, cnpjs, ["contratacao_row", "inciso", "limit_year", "doubled", "limit", "act", "value"]
         )
-        parent_of_row = pl.repeat(None, data.contratacoes.height, dtype=pl.UInt32(), eager=True).scatter(
-            parents["contratacao_row"], pl.int_range(parents.height, dtype=pl.UInt32, eager=True)
-        )
         parent = pl.col("parent")
         parent_value, parent_limit = (
             pl.lit(parents["value"]).gather(parent),
@@ -96,7 +93,7 @@ class OverLimit(Indicator):
             .select(
                 pl.int_range(pl.len(), dtype=pl.UInt32).alias("contrato"),
                 "value",
-                pl.lit(parent_of_row).gather(pl.col("purchase_row")).alias("parent"),
+                data.purchase_among(parents["contratacao_row"]).alias("parent"),
             )
             .filter(parent.is_not_null() & pl.col("value").is_not_null())
             .filter((parent_value < parent_limit) & (pl.col("value") >= parent_limit))

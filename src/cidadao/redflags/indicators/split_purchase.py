@@ -105,15 +105,12 @@ class SplitPurchase(Indicator):
         A contrato's dispensa is its contratação row as the dataset links them once for every rule (the
         first row with its control number), mapped to `under` by position: no join on the control number.
         """
-        row_in_under = pl.repeat(None, data.contratacoes.height, dtype=pl.UInt32(), eager=True).scatter(
-            under["contratacao_row"], pl.int_range(under.height, dtype=pl.UInt32, eager=True)
-        )
         supplier = pl.col("supplier_id")
         return (
             data.contratos_enriched.lazy()
             .select(
                 pl.int_range(pl.len(), dtype=pl.UInt32).alias("contrato"),
-                pl.lit(row_in_under).gather(pl.col("purchase_row")).alias("row"),
+                data.purchase_among(under["contratacao_row"]).alias("row"),
                 supplier,
             )
             .filter(pl.col("row").is_not_null() & supplier.is_not_null())
