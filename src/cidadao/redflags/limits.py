@@ -179,26 +179,20 @@ def dispensa_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.
     annulled dispensas (PNCP situacaoCompraId 2 and 3) spent nothing and are left out.
 
     The text work (inciso of the amparo name, consórcio in the buyer name) runs once per distinct name; each
-    row then needs one hash lookup per name column, both in one select; the inciso travels as a small code,
-    and limit and act are picked from arrays by position.
+    row then needs one hash lookup per name column, in one lazy query that never copies the names; the
+    inciso travels as a small code, and limit and act are picked from arrays by position. The query runs on
+    the in-memory engine, about a tenth faster than the streaming one on this shape.
     """
     live = pl.col("situation_id").is_null() | ~pl.col("situation_id").is_in(CANCELLED_SITUATIONS)
-    dispensa = contratacoes.select(
-        ((pl.col("modalidade_id") == MODALIDADE_DISPENSA) & live).fill_null(False)
-    ).to_series()
-    # Lazily, so that the year is computed on the dispensas only.
-    keys = (
+    dispensas = (
         contratacoes.lazy()
-        .select(
-            "amparo_name", "amparo_code", "buyer_name", "buyer_cnpj", reference_year().alias("limit_year")
-        )
-        .filter(dispensa)
-        .collect()
+        .with_row_index("contratacao_row")
+        .filter(((pl.col("modalidade_id") == MODALIDADE_DISPENSA) & live).fill_null(False))
     )
-    distinct = keys.select(
+    distinct = dispensas.select(
         pl.col("amparo_name").unique().drop_nulls().implode(),
         pl.col("buyer_name").unique().drop_nulls().implode(),
-    )
+    ).collect(engine="in-memory")
     names = pl.DataFrame({"amparo_name": distinct.item(0, "amparo_name")}, schema={"amparo_name": pl.String})
     # Inciso code: 1 = I, 2 = II, 0 = another inciso or none cited (a name citing another article counts).
     codes = {"I": 1, "II": 2}
@@ -212,22 +206,28 @@ def dispensa_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.
         default=0,
         return_dtype=pl.Int64,
     )
-    flags = keys.select(
-        pl.when(name.is_not_null()).then(by_name).otherwise(by_code).fill_null(0).alias("code"),
-        doubled_lookup(distinct["buyer_name"].explode(), doubled_cnpjs).alias("doubled"),
-        "limit_year",
-    )
-    by_value = flags["code"] > 0
     first, limits, acts = _limit_tables()
     code, year = pl.col("code"), pl.col("limit_year")
     offset = pl.when(year.is_between(first, first + acts.len() - 1)).then(year - first)
-    return flags.filter(by_value).select(
-        dispensa.arg_true().filter(by_value).alias("contratacao_row"),
-        pl.when(code == 1).then(pl.lit("I")).otherwise(pl.lit("II")).alias("inciso"),
-        "doubled",
-        "limit_year",
-        pl.lit(limits).gather(offset * 4 + (code - 1) * 2 + pl.col("doubled").cast(pl.Int64)).alias("limit"),
-        pl.lit(acts).gather(offset).alias("act"),
+    return (
+        dispensas.select(
+            "contratacao_row",
+            pl.when(name.is_not_null()).then(by_name).otherwise(by_code).fill_null(0).alias("code"),
+            doubled_lookup(distinct["buyer_name"].explode(), doubled_cnpjs).alias("doubled"),
+            reference_year().alias("limit_year"),
+        )
+        .filter(code > 0)
+        .select(
+            "contratacao_row",
+            pl.when(code == 1).then(pl.lit("I")).otherwise(pl.lit("II")).alias("inciso"),
+            "doubled",
+            "limit_year",
+            pl.lit(limits)
+            .gather(offset * 4 + (code - 1) * 2 + pl.col("doubled").cast(pl.Int64))
+            .alias("limit"),
+            pl.lit(acts).gather(offset).alias("act"),
+        )
+        .collect(engine="in-memory")
     )
 
 
