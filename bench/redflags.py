@@ -8,7 +8,7 @@
 - rules: all registered indicators through `run_rules`, wall time per indicator and in total, findings built;
 - baseline (b): an idiomatic pandas version of over_limit, split_purchase and repeat_supplier on the same
   typed data (converted once, not timed), building the same number of finding dicts with messages; per rule
-  the polars rule alone and its pandas version run alternately, one warm-up run of each and then 3 timed runs
+  the polars rule alone and its pandas version run alternately, one warm-up run of each and then 5 timed runs
   of each, and the medians (minima in parentheses) are compared;
 - peak RSS of the process (before pandas, and at the end);
 - CPU seconds of the process next to each wall time, and the load average, since the machine is shared.
@@ -43,7 +43,7 @@ from cidadao.sources.generator import write_jsonl
 
 OUT = Path(__file__).parent / "out"
 PANDAS_RULES = ("over_limit", "split_purchase", "repeat_supplier")
-REPEATS = 3  # timed runs of each side per rule, after one warm-up run of each
+REPEATS = 5  # timed runs of each side per rule, after one warm-up run of each (medians of 3 moved ±15 %)
 INCISO = r"(?i)art(?:igo)?\.?\s*75\s*,?\s*(?:inciso\s*)?([ivxl]+)\b"
 UNIT = ["buyer_cnpj", "unit_code", "limit_year", "inciso", "doubled"]
 
