@@ -340,7 +340,7 @@ class SplitPurchase(Indicator):
                 repeat(Severity.HIGH),
                 map(head["score"].__getitem__, slots),
                 [
-                    "Dispensa de " + money + suffix
+                    f"Dispensa de {money}{suffix}"
                     for money, suffix in zip(
                         own_frame["money"].to_list(), map(head["suffix"].__getitem__, slots), strict=True
                     )
