@@ -179,9 +179,9 @@ def dispensa_limits(contratacoes: pl.DataFrame, doubled_cnpjs: list[str]) -> pl.
     annulled dispensas (PNCP situacaoCompraId 2 and 3) spent nothing and are left out.
 
     The text work (inciso of the amparo name, consórcio in the buyer name) runs once per distinct name; each
-    row then needs one hash lookup per name column, in one lazy query that never copies the names; the
-    inciso travels as a small code, and limit and act are picked from arrays by position. The query runs on
-    the in-memory engine, about a tenth faster than the streaming one on this shape.
+    row then needs one hash lookup per name column; the inciso travels as a small code, and limit and act are
+    picked from arrays by position. Both queries run on the in-memory engine, faster than the default
+    streaming one on this shape (~36 against ~50 ms for 350k dispensas).
     """
     live = pl.col("situation_id").is_null() | ~pl.col("situation_id").is_in(CANCELLED_SITUATIONS)
     dispensas = (
