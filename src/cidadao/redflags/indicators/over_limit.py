@@ -15,6 +15,8 @@ from cidadao.redflags.text import cents_expr, cents_int_expr, link_expr, money_e
 
 # What a finding reads of a flagged record (a contrato's limit columns come from its dispensa).
 COLUMNS = (*FINDING_COLUMNS, "purchase_control_number")
+# What a flagged contrato inherits from its dispensa.
+LIMIT_COLUMNS = ("inciso", "limit_year", "doubled", "limit", "act")
 
 
 def _value_source() -> pl.Expr:
@@ -45,9 +47,10 @@ class OverLimit(Indicator):
     def run(self, data: Dataset, params: Mapping[str, Any]) -> RuleResult:
         cnpjs = params["doubled_cnpjs"]
         value, limit = pl.col("value"), pl.col("limit")
-        # Which dispensas count and which are flagged, on those two columns; the rest of a dispensa's columns
-        # are copied when it is flagged.
-        checked = dispensas_by_value(data, cnpjs, ["value", "limit"]).select(
+        # Which dispensas count and which are flagged, on the value and the limit columns (the latter are the
+        # shared limits frame's, not copied); the rest of a dispensa's columns are copied when it is flagged.
+        dispensas = dispensas_by_value(data, cnpjs, ["contratacao_row", "value", *LIMIT_COLUMNS])
+        checked = dispensas.select(
             (value.is_not_null() & limit.is_not_null()).alias("usable"),
             (value >= limit).fill_null(False).alias("flagged"),
         )
@@ -55,7 +58,7 @@ class OverLimit(Indicator):
         purchases = dispensas_by_value(
             data, cnpjs, [*COLUMNS, "value_homologated"], subset=checked["flagged"]
         ).with_columns(_value_source().alias("value_source"))
-        contracts = self._contracts(data, cnpjs)
+        contracts = self._contracts(data, dispensas)
         findings = [
             *self._findings(purchases, RecordKind.CONTRATACAO, params),
             *self._findings(contracts, RecordKind.CONTRATO, params),
@@ -72,40 +75,37 @@ class OverLimit(Indicator):
         )
 
     @staticmethod
-    def _contracts(data: Dataset, cnpjs: list[str]) -> pl.DataFrame:
-        """Contratos at or above the limit of their dispensa, when the dispensa itself is usable and was not
-        flagged.
+    def _contracts(data: Dataset, dispensas: pl.DataFrame) -> pl.DataFrame:
+        """Contratos at or above the limit of their dispensa (a row of `dispensas`), when the dispensa itself
+        is usable and was not flagged.
 
         A contrato's dispensa is its contratação row as the dataset links them once for every rule (the first
         row with its control number), found among the dispensas by position: no join on the control number.
         Only the few flagged contratos get their other columns copied.
         """
-        parents = dispensas_by_value(
-            data, cnpjs, ["contratacao_row", "inciso", "limit_year", "doubled", "limit", "act", "value"]
-        )
         parent = pl.col("parent")
         parent_value, parent_limit = (
-            pl.lit(parents["value"]).gather(parent),
-            pl.lit(parents["limit"]).gather(parent),
+            pl.lit(dispensas["value"]).gather(parent),
+            pl.lit(dispensas["limit"]).gather(parent),
         )
         flagged = (
             data.contratos_enriched.lazy()
             .select(
                 pl.int_range(pl.len(), dtype=pl.UInt32).alias("contrato"),
                 "value",
-                data.purchase_among(parents["contratacao_row"]).alias("parent"),
+                data.purchase_among(dispensas["contratacao_row"]).alias("parent"),
             )
             .filter(parent.is_not_null() & pl.col("value").is_not_null())
             .filter((parent_value < parent_limit) & (pl.col("value") >= parent_limit))
             .collect()
         )
-        inherited = parents.drop("contratacao_row", "value")
+        inherited = dispensas.select(LIMIT_COLUMNS)
         own = [name for name in COLUMNS if name not in inherited.columns]
         return (
             data.contratos.select(own)
             .gather(flagged["contrato"])
             .with_columns(
-                inherited.with_columns(parents["value"].alias("purchase_value"))
+                inherited.with_columns(dispensas["value"].alias("purchase_value"))
                 .gather(flagged["parent"])
                 .get_columns()
             )
