@@ -184,11 +184,11 @@ class SplitPurchase(Indicator):
 
         The groups are put in that order of preference once and members are referred to by their row in
         `under` and their group's position in that order, so each record's group is its first row after a
-        stable sort by record (no sort on the money, nature and key of every member row). Every member of a
-        flagged group is itself flagged, so each record's evidence entry (number, value, date, link) is built
-        once, as one dict shared by its own finding and by the member list of every group it belongs to; each
-        group's member list and peer group are built once too. Text is formatted column-wise (the three
-        frames in parallel) and findings are built from column lists, positionally.
+        sort by record and position (no sort on the money, nature and key of every member row). Every
+        member of a flagged group is itself flagged, so each record's evidence entry (number, value, date,
+        link) is built once, as one dict shared by its own finding and by the member list of every group it
+        belongs to; each group's member list and peer group are built once too. Text is formatted
+        column-wise (the three frames in parallel) and findings are built from column lists, positionally.
         """
         ordered = groups.sort(["total", "nature", "key"], descending=[True, True, False])
         # The act that set the group's limit, by its year (in the table, since the group has a limit).
@@ -200,13 +200,13 @@ class SplitPurchase(Indicator):
         exploded = ordered.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("group"), "row").explode(
             "row"
         )
-        # By record, each record's groups in order of preference (stable sort): its first row is its finding,
-        # and the records' findings are numbered in that order.
+        # By record, each record's groups in order of preference: its first row is its finding, and the
+        # records' findings are numbered in that order. (Two sort keys are cheaper than a stable sort on one.)
         number = pl.col("control_number")
         first = number.ne_missing(number.shift(1))
         exploded = (
             exploded.with_columns(contratacoes["control_number"].gather(origin.gather(exploded["row"])))
-            .sort("control_number", maintain_order=True)
+            .sort("control_number", "group")
             .with_columns(first.alias("first"), (first.cum_sum() - 1).alias("finding"))
         )
         best = exploded.filter("first")
@@ -245,6 +245,7 @@ class SplitPurchase(Indicator):
                 "nature",
                 "key",
                 "act",
+                "count",
                 cents_expr(pl.col("total")).alias("sum"),
                 cents_expr(pl.col("limit")).alias("limit_cents"),
                 # 0.6 at the limit, growing to 1.0 at twice the limit.
@@ -254,13 +255,14 @@ class SplitPurchase(Indicator):
                 suffix.alias("suffix"),
             )
         )
-        # Member lists of the used groups, in publication order (ties by record), as findings' numbers.
+        # Member lists of the used groups (a group's list is as long as its count), in publication order (ties
+        # by record), as findings' numbers.
         listed = exploded.filter(pl.col("group").is_in(used))
         members = (
             listed.lazy()
             .select("group", "finding", contratacoes["published_at"].gather(origin.gather(listed["row"])))
             .sort(["group", "published_at"], nulls_last=True, maintain_order=True)
-            .select("group", "finding")
+            .select("finding")
         )
         own = (
             contratacoes.select("buyer_cnpj", "year", "sequence", "published_at")
@@ -287,7 +289,6 @@ class SplitPurchase(Indicator):
             )
         ]
         member_entries = list(map(entries.__getitem__, members_frame["finding"].to_list()))
-        sizes = members_frame.select(pl.col("group").rle().struct.field("len")).to_series().to_list()
         head = {name: heads_frame[name].to_list() for name in heads_frame.columns}
         peer_groups = [
             {"buyer_cnpj": buyer_cnpj, "unit_code": unit_code, "year": year, "nature": nature, "key": key}
@@ -296,7 +297,9 @@ class SplitPurchase(Indicator):
                 strict=True,
             )
         ]
-        listed_records = [member_entries[start:end] for start, end in pairwise(accumulate(sizes, initial=0))]
+        listed_records = [
+            member_entries[start:end] for start, end in pairwise(accumulate(head["count"], initial=0))
+        ]
         # Per used group: its findings' evidence with placeholders for a finding's own value and link (a copy
         # updated in place keeps the key order and is cheaper than a dict display), and citation.
         templates = [
