@@ -212,7 +212,14 @@ class SplitPurchase(Indicator):
         best = exploded.filter("first")
         if best.is_empty():
             return []
-        used = best["group"].unique().implode()
+        # The used groups, each at its slot: the order in which records first use them. A record's groups are
+        # of its unit, and its neighbours in record order are mostly of its buyer (PNCP control numbers start
+        # with the buyer's CNPJ), so a group's Python objects are built and then read again by its findings
+        # close together, while they are still in cache (~10 ms of ~80 for 32k findings).
+        used = best["group"].unique(maintain_order=True)
+        slot_of_group = pl.zeros(ordered.height, pl.UInt32(), eager=True).scatter(
+            used, pl.int_range(used.len(), dtype=pl.UInt32, eager=True)
+        )
         # The part of the message after the record's own value is the same for the whole group: formatted (and
         # made a Python string) once per group.
         suffix = pl.concat_str(
@@ -235,11 +242,10 @@ class SplitPurchase(Indicator):
             pl.when(pl.col("act") == LAW).then(pl.lit("")).otherwise(pl.lit("; ") + pl.col("act")),
             pl.lit(")"),
         )
-        # The used groups (in group order) with the parts their findings share.
+        # The used groups (by slot) with the parts their findings share.
         heads = (
-            ordered.lazy()
-            .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("group"))
-            .filter(pl.col("group").is_in(used))
+            ordered[used]
+            .lazy()
             .select(
                 *UNIT,
                 "nature",
@@ -257,20 +263,29 @@ class SplitPurchase(Indicator):
         )
         # Member lists of the used groups (a group's list is as long as its count), in publication order (ties
         # by record), as findings' numbers.
-        listed = exploded.filter(pl.col("group").is_in(used))
+        listed = exploded.filter(pl.col("group").is_in(used.implode()))
         members = (
             listed.lazy()
-            .select("group", "finding", contratacoes["published_at"].gather(origin.gather(listed["row"])))
-            .sort(["group", "published_at"], nulls_last=True, maintain_order=True)
+            .select(
+                slot_of_group.gather(listed["group"]).alias("slot"),
+                "finding",
+                contratacoes["published_at"].gather(origin.gather(listed["row"])),
+            )
+            .sort(["slot", "published_at"], nulls_last=True, maintain_order=True)
             .select("finding")
         )
         own = (
             contratacoes.select("buyer_cnpj", "year", "sequence", "published_at")
             .gather(origin.gather(best["row"]))
-            .with_columns(best["control_number"], under["value"].gather(best["row"]))
+            .with_columns(
+                best["control_number"],
+                slot_of_group.gather(best["group"]).alias("slot"),
+                under["value"].gather(best["row"]),
+            )
             .lazy()
             .select(
                 "control_number",
+                "slot",
                 cents_expr(pl.col("value")).alias("value"),
                 iso_expr(pl.col("published_at")).alias("published_at"),
                 link_expr(
@@ -326,8 +341,7 @@ class SplitPurchase(Indicator):
             act: f"{LAW}, art. 75, §1º" + ("" if act == LAW else f"; {act}") for act in set(head["act"])
         }
         citations = [citation_of_act[act] for act in head["act"]]
-        # Each finding's group as a position among the used groups (which are in group order).
-        slots = (best["group"].rank("dense") - 1).to_list()
+        slots = own_frame["slot"].to_list()
         evidences = [
             template | {"value": value, "link": own_link}
             for template, value, own_link in zip(
