@@ -7,7 +7,8 @@
   (direct awards, contratos joined with their contratação) that indicators share;
 - rules: all registered indicators through `run_rules`, wall time per indicator and in total, findings built;
 - baseline (b): an idiomatic pandas version of over_limit, split_purchase and repeat_supplier on the same
-  typed data (converted once, not timed), building the same number of finding dicts with messages; per rule
+  typed data (converted once, not timed), building finding dicts with messages for the same records (checked:
+  the sorted lists of flagged records must be equal, else DIFFERENT is printed); per rule
   the polars rule alone and its pandas version run alternately, one warm-up run of each and then 5 timed runs
   of each, and the medians (minima in parentheses) are compared;
 - peak RSS of the process (before pandas, and at the end);
